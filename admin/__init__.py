@@ -1,0 +1,1 @@
+"""care-episodes admin panel (Flask)."""

@@ -1,0 +1,350 @@
+"""The application service: one method per use case.
+
+Every command goes the same way: check the actor may record, validate the input with the
+command's schema, load the episode, skip it if its command id was already recorded, let
+the episode decide, and append.  When another writer appended first, the command is
+retried against the new state; if it no longer holds, a :class:`ConflictError` says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Mapper
+from eventsourcing.utils import get_topic
+from marshmallow import ValidationError
+
+from episodes import history, preparation, storage
+from episodes.clock import Clock, SystemClock, latest_clinical_date
+from episodes.episode import Episode
+from episodes.errors import (
+    ConflictError,
+    EpisodeNotFound,
+    EpisodesError,
+    InvalidCommand,
+    NotPermitted,
+    ProgramNotFound,
+    RuleViolation,
+)
+from episodes.events import EVENT_CLASSES, EpisodeEvent
+from episodes.history import EpisodeView
+from episodes.pathway import PATHWAY
+from episodes.program import Program, ProgramDefinition, program_id
+from episodes.schemas import SCHEMAS, DefineProgramSchema
+from episodes.transcodings import register_all
+from episodes.values import Actor, Envelope
+
+MAX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What a command recorded (or, for a repeated command id, had already recorded)."""
+
+    episode_id: UUID
+    version: int
+    event: str
+    recorded_at: datetime
+    duplicate: bool = False
+
+
+class _TupleRestoringMapper(Mapper[UUID]):
+    """JSON has no tuples: give tuple-typed event fields back as tuples, as they were saved."""
+
+    def to_domain_event(self, stored_event: Any) -> Any:
+        domain_event = super().to_domain_event(stored_event)
+        for name, value in vars(domain_event).items():
+            if isinstance(value, list):
+                object.__setattr__(domain_event, name, tuple(value))
+        return domain_event
+
+
+class Episodes(Application[UUID]):
+    """Episodes of care in Intensive Outpatient Programs, recorded as event streams.
+
+    >>> app = Episodes("sqlite:///:memory:")   # or a file, or postgresql+psycopg://...
+    """
+
+    name = storage.APPLICATION_NAME  # fixes the table names: never derive them from a class
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        clock: Clock | None = None,
+        env: Mapping[str, str] | None = None,
+    ):
+        self.database_url = storage.database_url(url)
+        self.clock: Clock = clock or SystemClock()
+        super().__init__({**storage.event_store_environment(self.database_url), **(env or {})})
+        storage.tune_engine(self.recorder.datastore.engine)  # type: ignore[attr-defined]
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        return _TupleRestoringMapper(transcoder=self.construct_transcoder())
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        register_all(transcoder)
+
+    # ----------------------------------------------------------------- programs
+
+    def define_program(self, actor: Actor, **data: Any) -> ProgramDefinition:
+        """Define a program (or return it unchanged if the same definition exists)."""
+        definition, envelope = self._load_program(actor, data)
+        try:
+            existing = self.program(definition.code)
+        except ProgramNotFound:
+            program = Program._create(
+                Program.Defined, id=program_id(definition.code), timestamp=self.clock.now(),
+                definition=definition, envelope=envelope,
+            )
+            self.save(program)
+            return definition
+        if existing == definition:
+            return existing
+        raise InvalidCommand(
+            "define_program", {"code": [f"Program {definition.code!r} exists; revise it instead."]}
+        )
+
+    def revise_program(self, actor: Actor, **data: Any) -> ProgramDefinition:
+        """Replace a program's definition; the earlier one stays on the record."""
+        definition, envelope = self._load_program(actor, data)
+        program = self._get_program(definition.code)
+        if program.definition != definition:
+            program.trigger_event(
+                Program.Revised, timestamp=self.clock.now(), definition=definition,
+                envelope=envelope,
+            )
+            self.save(program)
+        return definition
+
+    def program(self, code: str) -> ProgramDefinition:
+        return self._get_program(code).definition
+
+    def programs(self) -> list[ProgramDefinition]:
+        topic = get_topic(Program.Defined)
+        notifications = self.recorder.select_notifications(start=None, limit=10_000, topics=[topic])
+        return sorted(
+            (self.repository.get(n.originator_id).definition for n in notifications),
+            key=lambda d: d.code,
+        )
+
+    def _get_program(self, code: str) -> Program:
+        try:
+            return self.repository.get(program_id(code))
+        except AggregateNotFoundError:
+            raise ProgramNotFound(code) from None
+
+    def _load_program(self, actor: Actor, data: Mapping[str, Any]) -> tuple[ProgramDefinition, Envelope]:
+        _check_may_record(actor)
+        values = _load(DefineProgramSchema(), "define_program", data)
+        envelope = _envelope(actor, values)
+        values["clinics"] = tuple(values["clinics"])
+        return ProgramDefinition(**values), envelope
+
+    # ----------------------------------------------------------------- commands
+
+    def execute(self, command: str, data: Mapping[str, Any], actor: Actor) -> Receipt:
+        """Run any pathway command by name with raw or typed input (the panel's entry point)."""
+        if command not in SCHEMAS:
+            raise InvalidCommand(command, {"command": [f"Unknown command; known: {', '.join(SCHEMAS)}."]})
+        _check_may_record(actor)
+        schema = SCHEMAS[command]()
+        values = _load(schema, command, data)
+        envelope = _envelope(actor, values)
+        effective_date: date = values.pop("effective_date") or self.clock.now().date()
+        if schema.creates_episode:
+            return self._create(values, envelope, effective_date)
+        return self._append(command, values.pop("episode_id"), values, envelope, effective_date)
+
+    def _create(self, values: dict[str, Any], envelope: Envelope, effective_date: date) -> Receipt:
+        # The stream id comes from the command id, so a repeated referral finds its episode;
+        # it never comes from the patient, whose reference stays inside the (encryptable) payload.
+        episode_id = uuid5(NAMESPACE_URL, f"care-episodes:episode:{envelope.command_id}")
+        if episode_id in self.repository:
+            return self._duplicate(self.repository.get(episode_id), envelope.command_id)
+        episode = Episode.refer(
+            id=episode_id, timestamp=self.clock.now(), latest_date=self._latest_date(),
+            effective_date=effective_date, envelope=envelope, **values,
+        )
+        try:
+            self.save(episode)
+        except IntegrityError:  # the same referral was submitted twice at once
+            return self._duplicate(self.repository.get(episode_id), envelope.command_id)
+        return _receipt(episode, episode.facts[1])
+
+    def _append(
+        self, command: str, episode_id: UUID, values: dict[str, Any], envelope: Envelope,
+        effective_date: date,
+    ) -> Receipt:
+        event_class = EVENT_CLASSES[PATHWAY[command].event]
+        for attempt in range(MAX_ATTEMPTS):
+            episode = self.get(episode_id)
+            if envelope.command_id in episode.command_ids:
+                return self._duplicate(episode, envelope.command_id)
+            try:
+                fields = preparation.prepare(self, command, episode, dict(values))
+                event = episode.record(
+                    event_class, timestamp=self.clock.now(), latest_date=self._latest_date(),
+                    effective_date=effective_date, envelope=envelope, **fields,
+                )
+            except RuleViolation as violation:
+                if attempt == 0:
+                    raise
+                raise ConflictError(
+                    f"another user changed this episode while you were working (it is now at "
+                    f"version {episode.version}), and the {command.replace('_', ' ')} no longer "
+                    f"holds: {violation}"
+                ) from violation
+            try:
+                self.save(episode)
+            except IntegrityError:
+                continue  # someone appended first: decide again against the new state
+            return _receipt(episode, event)
+        raise ConflictError(
+            f"the {command.replace('_', ' ')} kept conflicting with other writers "
+            f"after {MAX_ATTEMPTS} attempts; nothing was recorded, try again"
+        )
+
+    def _duplicate(self, episode: Episode, command_id: str) -> Receipt:
+        version = episode.command_ids[command_id]
+        event = next(e for e in self.events.get(episode.id, gt=version - 1, lte=version))
+        return _receipt(episode, event, duplicate=True)  # type: ignore[arg-type]
+
+    def _latest_date(self) -> date:
+        return latest_clinical_date(self.clock)
+
+    # One method per use case, each a thin, named door to execute().
+    def refer(self, actor: Actor, **data: Any) -> Receipt:
+        return self.execute("refer", data, actor)
+
+    def complete_intake(self, episode_id: UUID, actor: Actor, **data: Any) -> Receipt:
+        return self.execute("complete_intake", {"episode_id": episode_id, **data}, actor)
+
+    def waitlist(self, episode_id: UUID, actor: Actor, **data: Any) -> Receipt:
+        return self.execute("waitlist", {"episode_id": episode_id, **data}, actor)
+
+    def cancel_referral(self, episode_id: UUID, actor: Actor, **data: Any) -> Receipt:
+        return self.execute("cancel_referral", {"episode_id": episode_id, **data}, actor)
+
+    def decline_referral(self, episode_id: UUID, actor: Actor, **data: Any) -> Receipt:
+        return self.execute("decline_referral", {"episode_id": episode_id, **data}, actor)
+
+    def admit(self, episode_id: UUID, actor: Actor, **data: Any) -> Receipt:
+        return self.execute("admit", {"episode_id": episode_id, **data}, actor)
+
+    def record_attendance(self, episode_id: UUID, actor: Actor, **data: Any) -> Receipt:
+        return self.execute("record_attendance", {"episode_id": episode_id, **data}, actor)
+
+    def record_absence(self, episode_id: UUID, actor: Actor, **data: Any) -> Receipt:
+        return self.execute("record_absence", {"episode_id": episode_id, **data}, actor)
+
+    def record_program_cancellation(self, episode_id: UUID, actor: Actor, **data: Any) -> Receipt:
+        return self.execute("record_program_cancellation", {"episode_id": episode_id, **data}, actor)
+
+    def record_outcome(self, episode_id: UUID, actor: Actor, **data: Any) -> Receipt:
+        return self.execute("record_outcome", {"episode_id": episode_id, **data}, actor)
+
+    def record_authorization(self, episode_id: UUID, actor: Actor, **data: Any) -> Receipt:
+        return self.execute("record_authorization", {"episode_id": episode_id, **data}, actor)
+
+    def change_level_of_care(self, episode_id: UUID, actor: Actor, **data: Any) -> Receipt:
+        return self.execute("change_level_of_care", {"episode_id": episode_id, **data}, actor)
+
+    def place_on_hold(self, episode_id: UUID, actor: Actor, **data: Any) -> Receipt:
+        return self.execute("place_on_hold", {"episode_id": episode_id, **data}, actor)
+
+    def resume(self, episode_id: UUID, actor: Actor, **data: Any) -> Receipt:
+        return self.execute("resume", {"episode_id": episode_id, **data}, actor)
+
+    def discharge(self, episode_id: UUID, actor: Actor, **data: Any) -> Receipt:
+        return self.execute("discharge", {"episode_id": episode_id, **data}, actor)
+
+    def void_event(self, episode_id: UUID, actor: Actor, **data: Any) -> Receipt:
+        return self.execute("void_event", {"episode_id": episode_id, **data}, actor)
+
+    def amend_event(self, episode_id: UUID, actor: Actor, **data: Any) -> Receipt:
+        return self.execute("amend_event", {"episode_id": episode_id, **data}, actor)
+
+    def mark_entered_in_error(self, episode_id: UUID, actor: Actor, **data: Any) -> Receipt:
+        return self.execute("mark_entered_in_error", {"episode_id": episode_id, **data}, actor)
+
+    # ----------------------------------------------------------------- reads
+
+    def get(self, episode_id: UUID) -> Episode:
+        """The episode aggregate at its latest version."""
+        try:
+            episode = self.repository.get(episode_id)
+        except AggregateNotFoundError:
+            raise EpisodeNotFound(episode_id) from None
+        if not isinstance(episode, Episode):
+            raise EpisodeNotFound(episode_id)
+        return episode
+
+    def episode(
+        self,
+        episode_id: UUID,
+        *,
+        version: int | None = None,
+        recorded_at: datetime | None = None,
+        effective_on: date | None = None,
+    ) -> EpisodeView:
+        """The episode as the record stood at a version or a recorded time, and/or as it
+        stood on a clinical date (by today's knowledge, or by the knowledge at ``recorded_at``)."""
+        events = list(self.history(episode_id))
+        return history.view(events, version=version, recorded_at=recorded_at, effective_on=effective_on)
+
+    def history(self, episode_id: UUID) -> Iterator[EpisodeEvent]:
+        """Every event of the episode in the order it was recorded, corrections included."""
+        events = iter(self.events.get(episode_id))
+        first = next(events, None)
+        if first is None or type(first).__name__ != "ReferralReceived":
+            raise EpisodeNotFound(episode_id)
+        yield first  # type: ignore[misc]
+        yield from events  # type: ignore[misc]
+
+
+def _check_may_record(actor: Actor) -> None:
+    if not isinstance(actor, Actor):
+        raise TypeError(f"actor must be an episodes.Actor, not {type(actor).__name__}")
+    if not actor.role.can_record:
+        raise NotPermitted(
+            f"{actor.id} acts as {actor.role.value}, and a {actor.role.value} may read and "
+            "audit but not record"
+        )
+
+
+def _load(schema: Any, command: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        return dict(schema.load(dict(data)))
+    except ValidationError as invalid:
+        raise InvalidCommand(command, invalid.messages_dict) from None
+
+
+def _envelope(actor: Actor, values: dict[str, Any]) -> Envelope:
+    command_id = values.pop("command_id", None) or uuid4().hex
+    return Envelope(
+        actor_id=actor.id,
+        actor_role=actor.role,
+        command_id=command_id,
+        correlation_id=values.pop("correlation_id", None) or command_id,
+        reason=values.pop("reason", None),
+    )
+
+
+def _receipt(episode: Episode, event: EpisodeEvent, duplicate: bool = False) -> Receipt:
+    return Receipt(
+        episode_id=episode.id,
+        version=event.originator_version,
+        event=type(event).__name__,
+        recorded_at=event.timestamp,
+        duplicate=duplicate,
+    )
+
+
+__all__ = ["Episodes", "Receipt", "EpisodesError"]

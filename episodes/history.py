@@ -1,0 +1,61 @@
+"""Reading an episode as the record stood at a version, at a recorded time, or on a clinical date."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from uuid import UUID
+
+from episodes.errors import NotFound
+from episodes.events import EpisodeEvent
+from episodes.rules import replay
+from episodes.state import EpisodeState
+
+
+@dataclass(frozen=True)
+class EpisodeView:
+    """An episode as of some point: its state and the facts that counted then."""
+
+    id: UUID
+    version: int  # the last event taken into account
+    recorded_at: datetime  # when that event was recorded
+    state: EpisodeState
+    facts: tuple[EpisodeEvent, ...]  # after corrections, in version order
+
+    @property
+    def status(self):  # noqa: ANN201 - EpisodeStatus, re-exported for convenience
+        return self.state.status
+
+
+def view(
+    events: Sequence[EpisodeEvent],
+    *,
+    version: int | None = None,
+    recorded_at: datetime | None = None,
+    effective_on: date | None = None,
+) -> EpisodeView:
+    """Fold the stream up to a version and/or recorded time, then (optionally) keep only the
+    facts dated on or before ``effective_on``: what the record says about that clinical date."""
+    known = [
+        e for e in events
+        if (version is None or e.originator_version <= version)
+        and (recorded_at is None or e.timestamp <= recorded_at)
+    ]
+    if not known:
+        raise NotFound("the episode had not been recorded yet at that point")
+    episode = None
+    for event in known:
+        episode = event.mutate(episode)
+    assert episode is not None
+    facts = tuple(episode.facts[v] for v in sorted(episode.facts))
+    state = episode.state
+    if effective_on is not None:
+        facts = tuple(f for f in facts if f.effective_date <= effective_on)
+        if not facts or facts[0].originator_version != 1:
+            raise NotFound(f"the episode had not begun on {effective_on}")
+        state = replay(facts)
+    return EpisodeView(
+        id=episode.id, version=episode.version, recorded_at=known[-1].timestamp,
+        state=state, facts=facts,
+    )

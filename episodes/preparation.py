@@ -1,0 +1,78 @@
+"""Turning a validated command into the fields of its event.
+
+Most commands map one to one.  A few need the current state or another aggregate:
+an admission takes its defaults from the program, a level change records the level it
+leaves, and an amendment is validated against the schema of the event it amends.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from marshmallow import ValidationError
+
+from episodes.episode import Episode
+from episodes.errors import InvalidCommand, ProgramNotFound
+from episodes.schemas import SCHEMAS
+from episodes.vocabulary import LevelChangeKind
+
+if TYPE_CHECKING:
+    from episodes.application import Episodes
+
+
+def prepare(app: Episodes, command: str, episode: Episode, values: dict[str, Any]) -> dict[str, Any]:
+    preparer = _PREPARERS.get(command)
+    return preparer(app, episode, values) if preparer else values
+
+
+def _admit(app: Episodes, episode: Episode, values: dict[str, Any]) -> dict[str, Any]:
+    try:
+        program = app.program(values["program_code"])
+    except ProgramNotFound as missing:
+        raise InvalidCommand("admit", {"program_code": [str(missing)]}) from None
+    if program.clinics and values["clinic"] not in program.clinics:
+        raise InvalidCommand(
+            "admit",
+            {"clinic": [f"{program.name} runs at {', '.join(program.clinics)}; not at {values['clinic']}."]},
+        )
+    if values.get("level_of_care") is None:
+        values["level_of_care"] = program.level_of_care
+    if values.get("format") is None:
+        values["format"] = program.format
+    if values.get("planned_days_per_week") is None:
+        values["planned_days_per_week"] = program.days_per_week
+    return values
+
+
+def _change_level(app: Episodes, episode: Episode, values: dict[str, Any]) -> dict[str, Any]:
+    current = episode.state.level_of_care
+    if values.get("to_level") is None:
+        if values["kind"] is not LevelChangeKind.TAPER:
+            raise InvalidCommand(
+                "change_level_of_care", {"to_level": ["Required for a step-up or a step-down."]}
+            )
+        values["to_level"] = current
+    values["from_level"] = current
+    return values
+
+
+def _amend(app: Episodes, episode: Episode, values: dict[str, Any]) -> dict[str, Any]:
+    target = episode.facts.get(values["target_version"])
+    if target is None:
+        return values  # the episode reports which versions can be corrected
+    schema = SCHEMAS[target.step().command]()
+    try:
+        changes = schema.load(values["changes"], partial=True)
+    except ValidationError as invalid:
+        raise InvalidCommand(
+            "amend_event", {f"changes.{k}": v for k, v in invalid.messages_dict.items()}
+        ) from None
+    values["changes"] = dict(changes)
+    return values
+
+
+_PREPARERS = {
+    "admit": _admit,
+    "change_level_of_care": _change_level,
+    "amend_event": _amend,
+}

@@ -1,0 +1,57 @@
+"""From a SQLAlchemy URL to a configured event store.
+
+SQLite (a file, WAL journal) is the embedded default; PostgreSQL (``postgresql+psycopg://``)
+is the path for more than one machine.  Table names are fixed here, not derived from class
+names, so renaming a class can never start an empty table beside the real one.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+DATABASE_URL_VARIABLE = "CARE_EPISODES_DATABASE_URL"
+DEFAULT_DATABASE_URL = "sqlite:///care-episodes.db"
+
+# The event store's tables are "<APPLICATION_NAME>_events" and "<APPLICATION_NAME>_snapshots".
+APPLICATION_NAME = "care_episodes"
+EVENTS_TABLE = f"{APPLICATION_NAME}_events"
+
+
+def database_url(url: str | None = None) -> str:
+    """The URL to use: the one given, else ``$CARE_EPISODES_DATABASE_URL``, else a local file."""
+    chosen = url or os.environ.get(DATABASE_URL_VARIABLE) or DEFAULT_DATABASE_URL
+    # Accept the URL PostgreSQL users write by habit; psycopg 3 is the driver we ship.
+    for prefix in ("postgresql://", "postgres://"):
+        if chosen.startswith(prefix):
+            return "postgresql+psycopg://" + chosen[len(prefix):]
+    return chosen
+
+
+def event_store_environment(url: str) -> dict[str, str]:
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing_sqlalchemy",
+        "SQLALCHEMY_URL": url,
+        "CREATE_TABLE": "yes",
+    }
+
+
+def tune_engine(engine: Engine) -> None:
+    """Per-connection settings the event store does not make itself."""
+    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        # WAL: readers never block the writer.  NORMAL is durable in WAL mode except for the
+        # last transactions on power loss, the usual trade-off for an embedded store.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.close()
+
+    engine.dispose()  # connections opened before the listener existed get the pragmas too

@@ -1,0 +1,1 @@
+"""care-episodes, the read side (see issue: projections)."""
