@@ -1,0 +1,142 @@
+"""The ``care-episodes`` command line.
+
+    care-episodes [--db URL] COMMAND ...
+
+The database is ``--db``, else ``$CARE_EPISODES_DATABASE_URL``, else ``sqlite:///care-episodes.db``
+in the working directory.  Later parts of the project add ``serve``, ``rebuild``, ``verify``,
+``export-fhir`` and ``list`` to this same group.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, is_dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+from uuid import UUID
+
+import click
+
+from episodes import storage
+from episodes.application import Episodes
+from episodes.errors import EpisodesError
+
+
+class _AppContext:
+    """Opens the application lazily, so ``--help`` never touches a database."""
+
+    def __init__(self, url: str | None):
+        self.url = storage.database_url(url)
+        self._app: Episodes | None = None
+
+    @property
+    def app(self) -> Episodes:
+        if self._app is None:
+            self._app = Episodes(self.url)
+        return self._app
+
+
+pass_app = click.make_pass_decorator(_AppContext)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--db",
+    "url",
+    metavar="URL",
+    envvar=storage.DATABASE_URL_VARIABLE,
+    default=storage.DEFAULT_DATABASE_URL,
+    show_default=True,
+    help=f"SQLAlchemy database URL (also ${storage.DATABASE_URL_VARIABLE}); "
+    "e.g. sqlite:///care.db or postgresql+psycopg://user@host/db.",
+)
+@click.version_option(package_name="care-episodes")
+@click.pass_context
+def main(ctx: click.Context, url: str) -> None:
+    """Episodes of care for Intensive Outpatient Programs, kept as append-only event streams."""
+    ctx.obj = _AppContext(url)
+
+
+@main.command("programs")
+@pass_app
+def list_programs(ctx: _AppContext) -> None:
+    """List the programs defined in the database."""
+    for program in ctx.app.programs():
+        click.echo(
+            f"{program.code}\t{program.name}\t{program.target_weeks} weeks\t"
+            f"{program.days_per_week} days/week\tmin {program.minimum_weekly_hours} h/week"
+        )
+
+
+@main.command("show")
+@click.argument("episode_id", type=click.UUID)
+@click.option("--version", type=int, help="The episode as of this version.")
+@click.option("--on", "effective_on", type=click.DateTime(["%Y-%m-%d"]), help="As of a clinical date.")
+@pass_app
+def show(ctx: _AppContext, episode_id: UUID, version: int | None, effective_on: datetime | None) -> None:
+    """Print an episode's state (JSON)."""
+    view = _or_fail(
+        lambda: ctx.app.episode(
+            episode_id, version=version, effective_on=effective_on.date() if effective_on else None
+        )
+    )
+    click.echo(json.dumps({"id": view.id, "version": view.version, "state": view.state},
+                          default=_json_default, indent=2))
+
+
+@main.command("history")
+@click.argument("episode_id", type=click.UUID)
+@pass_app
+def show_history(ctx: _AppContext, episode_id: UUID) -> None:
+    """Print every event of an episode, one JSON object per line (JSON Lines)."""
+    for event in _or_fail(lambda: list(ctx.app.history(episode_id))):
+        record = {
+            "version": event.originator_version,
+            "event": type(event).__name__,
+            "recorded_at": event.timestamp,
+        }
+        hidden = ("originator_id", "originator_version", "originator_topic", "timestamp")
+        record.update({k: v for k, v in vars(event).items() if k not in hidden})
+        click.echo(json.dumps(record, default=_json_default))
+
+
+@main.command("demo")
+@click.option("--episodes", "count", default=60, show_default=True, help="How many episodes to seed.")
+@click.option("--seed", default=7, show_default=True, help="Same seed, same data.")
+@pass_app
+def demo(ctx: _AppContext, count: int, seed: int) -> None:
+    """Seed synthetic, realistic episodes (no real patient) and print a summary."""
+    from episodes.demo import seed_demo
+
+    summary = seed_demo(ctx.app, episodes=count, seed=seed)
+    click.echo(f"Seeded {len(summary.episode_ids)} episodes into {ctx.url}")
+    for status, n in sorted(summary.statuses.items()):
+        click.echo(f"  {status:<18}{n:>6}")
+    click.echo("The admin panel is not built yet; read an episode with the library or:")
+    for episode_id in summary.episode_ids[:3]:
+        click.echo(f"  care-episodes show {episode_id}")
+
+
+def _or_fail(action: Any) -> Any:
+    try:
+        return action()
+    except EpisodesError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, (UUID, Decimal)):
+        return str(value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

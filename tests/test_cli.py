@@ -1,0 +1,68 @@
+"""The ``care-episodes`` command line, through click's runner and as an installed script."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from episodes.cli import main
+
+
+def test_help_lists_the_global_database_option_and_commands():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0, result.output
+    assert "--db URL" in result.output
+    assert "CARE_EPISODES_DATABASE_URL" in result.output
+    for command in ("demo", "programs", "show", "history"):
+        assert command in result.output
+
+
+def test_installed_console_script_answers_help():
+    script = Path(sys.executable).parent / "care-episodes"
+    executable = str(script) if script.exists() else shutil.which("care-episodes")
+    assert executable, "the care-episodes console script is not installed"
+    completed = subprocess.run([executable, "--help"], capture_output=True, text=True, check=False)
+    assert completed.returncode == 0, completed.stderr
+    assert "Usage: care-episodes" in completed.stdout
+
+
+def test_demo_seeds_the_database_given_by_the_environment(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    monkeypatch.setenv("CARE_EPISODES_DATABASE_URL", url)
+    runner = CliRunner()
+    first = runner.invoke(main, ["demo", "--episodes", "8", "--seed", "3"])
+    assert first.exit_code == 0, first.output
+    assert f"Seeded 8 episodes into {url}" in first.output
+    # Check the same seed again records nothing new: the same episodes come back.
+    again = runner.invoke(main, ["demo", "--episodes", "8", "--seed", "3"])
+    assert again.output == first.output
+
+    episode_id = first.output.strip().splitlines()[-1].split()[-1]
+    shown = runner.invoke(main, ["show", episode_id])
+    assert shown.exit_code == 0, shown.output
+    state = json.loads(shown.output)
+    assert state["id"] == episode_id
+    assert state["state"]["patient_ref"].startswith("Patient/DEMO-")
+
+    history = runner.invoke(main, ["history", episode_id])
+    lines = [json.loads(line) for line in history.output.splitlines()]
+    assert lines[0]["event"] == "ReferralReceived"
+    assert [line["version"] for line in lines] == list(range(1, len(lines) + 1))
+    assert len(lines) == state["version"]
+
+    programs = runner.invoke(main, ["programs"])
+    assert [line.split("\t")[0] for line in programs.output.splitlines()] == [
+        "dbt-6wk", "hybrid-8wk", "iop-12wk",
+    ]
+
+
+def test_an_unknown_episode_is_an_error_with_exit_code_1(tmp_path):
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    result = CliRunner().invoke(main, ["--db", url, "show", "00000000-0000-0000-0000-000000000000"])
+    assert result.exit_code == 1
+    assert "no episode with id 00000000-0000-0000-0000-000000000000" in result.output
