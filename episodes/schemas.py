@@ -121,13 +121,13 @@ class CommandSchema(Schema):
     command_id = OptionalText(max_length=100)
     correlation_id = OptionalText(max_length=100)
 
-    @validates_schema
+    @validates_schema(skip_on_field_errors=False)  # report it together with the other fields
     def _reason_when_required(self, data: dict[str, Any], **kwargs: Any) -> None:
         if kwargs.get("partial"):
             return  # amendments validate only the fields they change
         if self.step.reason_required and not data.get("reason"):
             raise ValidationError(
-                f"Required: say why you {self.step.command.replace('_', ' ')}.", "reason"
+                f"Required to {self.step.command.replace('_', ' ')}: say why.", "reason"
             )
 
 
