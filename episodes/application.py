@@ -19,7 +19,7 @@ from eventsourcing.persistence import IntegrityError, JSONTranscoder, Mapper
 from eventsourcing.utils import get_topic
 from marshmallow import ValidationError
 
-from episodes import history, preparation, storage
+from episodes import history, preparation, rules, storage
 from episodes.clock import Clock, SystemClock, latest_clinical_date
 from episodes.episode import Episode
 from episodes.errors import (
@@ -188,6 +188,7 @@ class Episodes(Application[UUID]):
             if envelope.command_id in episode.command_ids:
                 return self._duplicate(episode, envelope.command_id)
             try:
+                rules.check_status(episode.state, PATHWAY[command])  # before looking anything up
                 fields = preparation.prepare(self, command, episode, dict(values))
                 event = episode.record(
                     event_class, timestamp=self.clock.now(), latest_date=self._latest_date(),

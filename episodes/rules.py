@@ -8,6 +8,7 @@ from datetime import date
 from episodes.errors import ClinicalDateError, CorrectionRejected, ReasonRequired, RuleViolation
 from episodes.errors import TransitionNotAllowed
 from episodes.events import EpisodeEvent, ReferralReceived
+from episodes.pathway import Step
 from episodes.state import EpisodeState
 
 
@@ -21,8 +22,8 @@ def check(state: EpisodeState | None, event: EpisodeEvent, latest_date: date) ->
     if state is None:
         if not isinstance(event, ReferralReceived):
             raise TransitionNotAllowed(step.command, "not yet referred", ())
-    elif state.status not in step.allowed_in:
-        raise TransitionNotAllowed(step.command, state.status, step.allowed_in)
+    else:
+        check_status(state, step)
     if step.reason_required and not (event.envelope.reason or "").strip():
         raise ReasonRequired(step.command)
     if event.effective_date > latest_date:
@@ -38,6 +39,12 @@ def check(state: EpisodeState | None, event: EpisodeEvent, latest_date: date) ->
             "cannot be dated before the current status began"
         )
     event.check(state)
+
+
+def check_status(state: EpisodeState, step: Step) -> None:
+    """The first question for any command: does the pathway allow it in this status?"""
+    if state.status not in step.allowed_in:
+        raise TransitionNotAllowed(step.command, state.status, step.allowed_in)
 
 
 def replay(facts: Iterable[EpisodeEvent]) -> EpisodeState:
