@@ -123,3 +123,30 @@ def any_app(database_url: str, clock: FixedClock) -> Iterator[Episodes]:
     application = open_app(database_url, clock)
     yield application
     application.close()
+
+
+@pytest.fixture
+def projected(sqlite_url: str, clock: FixedClock):
+    """The application with inline read models, on an SQLite file."""
+    from projections import ProjectedEpisodes
+
+    application = ProjectedEpisodes(sqlite_url, clock=clock)
+    yield application
+    application.close()
+
+
+@pytest.fixture
+def any_projected(database_url: str, clock: FixedClock):
+    """The application with inline read models, on each backend in turn."""
+    from projections import ProjectedEpisodes
+
+    application = ProjectedEpisodes(database_url, clock=clock)
+    yield application
+    application.close()
+
+
+@pytest.fixture
+def reads(projected):
+    from projections import ReadModels
+
+    return ReadModels(projected)

@@ -1,0 +1,221 @@
+"""Pure functions from an episode (its state and the facts that count) to read-model rows.
+
+They reuse the write side's own fold, so a correction is reflected exactly as the
+domain understands it; nothing here re-implements a pathway rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from episodes.episode import Episode
+from episodes.events import (
+    AuthorizationRecorded,
+    EpisodeEvent,
+    EventAmended,
+    EventVoided,
+    IntakeCompleted,
+    OutcomeMeasured,
+    ReferralReceived,
+    SessionAttended,
+    SessionCancelledByProgram,
+    SessionMissed,
+)
+from episodes.program import Program
+from episodes.vocabulary import Instrument
+
+SESSION_EVENTS = (SessionAttended, SessionMissed, SessionCancelledByProgram)
+
+
+def episode_row(episode: Episode, recorded_at: datetime) -> dict[str, Any]:
+    state = episode.state
+    facts = [episode.facts[v] for v in sorted(episode.facts)]
+    referral = facts[0]
+    assert isinstance(referral, ReferralReceived)
+    counts = {"attended": 0, "missed": 0, "excused": 0, "cancelled_by_program": 0}
+    attended_minutes, streak, last_attended = 0, 0, None
+    # Consecutive misses are counted in clinical order: a late entry lands where it happened.
+    for fact in sorted((f for f in facts if isinstance(f, SESSION_EVENTS)),
+                       key=lambda f: (f.effective_date, f.originator_version)):
+        if isinstance(fact, SessionAttended):
+            counts["attended"] += 1
+            attended_minutes += fact.minutes
+            streak = 0
+            last_attended = max(last_attended or fact.effective_date, fact.effective_date)
+        elif isinstance(fact, SessionMissed):
+            counts["missed"] += 1
+            counts["excused"] += int(fact.excused)
+            streak += 0 if fact.excused else 1
+        else:
+            counts["cancelled_by_program"] += 1
+    authorizations = [f for f in facts if isinstance(f, AuthorizationRecorded)]
+    latest_authorization = max(authorizations, key=lambda a: (a.end, a.originator_version), default=None)
+    level = state.level_of_care
+    return {
+        "episode_id": episode.id,
+        "patient_ref": state.patient_ref,
+        "status": state.status.value,
+        "status_since": state.status_since,
+        "referred_on": state.referred_on,
+        "referral_direction": referral.direction.value,
+        "program_code": state.program_code,
+        "clinic": state.clinic,
+        "level_code": level.code if level else None,
+        "level_edition": level.edition.value if level else None,
+        "tapering": state.tapering,
+        "admitted_on": state.admitted_on,
+        "discharged_on": state.discharged_on,
+        "discharge_type": state.discharge_type.value if state.discharge_type else None,
+        "last_attended_on": last_attended,
+        **counts,
+        "consecutive_misses": streak,
+        "attended_minutes": attended_minutes,
+        "next_review_on": latest_authorization.next_review if latest_authorization else None,
+        "authorized_until": latest_authorization.end if latest_authorization else None,
+        "version": episode.version,
+        "recorded_at": recorded_at,
+    }
+
+
+def fact_rows(episode_id: UUID, facts: Iterable[EpisodeEvent]) -> dict[str, list[dict[str, Any]]]:
+    """Rows of the per-fact tables (sessions, outcomes, authorizations) for the given facts."""
+    rows: dict[str, list[dict[str, Any]]] = {"sessions": [], "outcomes": [], "authorizations": []}
+    for fact in facts:
+        if isinstance(fact, SESSION_EVENTS):
+            rows["sessions"].append(_session_row(episode_id, fact))
+        elif isinstance(fact, OutcomeMeasured):
+            rows["outcomes"].append(_outcome(episode_id, fact, fact.instrument, fact.score))
+        elif isinstance(fact, IntakeCompleted):
+            # The intake's baseline scores are outcome measurements too.
+            for instrument, score in ((Instrument.PHQ9, fact.phq9), (Instrument.GAD7, fact.gad7)):
+                if score is not None:
+                    rows["outcomes"].append(_outcome(episode_id, fact, instrument, score))
+        elif isinstance(fact, AuthorizationRecorded):
+            rows["authorizations"].append({
+                "episode_id": episode_id, "version": fact.originator_version, "payer": fact.payer,
+                "unit": fact.unit.value, "authorized": fact.authorized, "start_on": fact.start,
+                "end_on": fact.end, "next_review_on": fact.next_review, "reference": fact.reference,
+            })
+    return rows
+
+
+def _session_row(episode_id: UUID, fact: EpisodeEvent) -> dict[str, Any]:
+    iso = fact.effective_date.isocalendar()
+    if isinstance(fact, SessionAttended):
+        outcome = "attended"
+    elif isinstance(fact, SessionMissed):
+        outcome = "excused" if fact.excused else "missed"
+    else:
+        outcome = "cancelled"
+    return {
+        "episode_id": episode_id, "version": fact.originator_version,
+        "session_date": fact.effective_date, "iso_year": iso.year, "iso_week": iso.week,
+        "kind": fact.kind.value, "outcome": outcome, "minutes": fact.minutes,  # type: ignore[attr-defined]
+        "format": getattr(fact, "format", None) and fact.format.value,  # type: ignore[attr-defined]
+        "topic": getattr(fact, "topic", None), "facilitator": getattr(fact, "facilitator", None),
+    }
+
+
+def _outcome(episode_id: UUID, fact: EpisodeEvent, instrument: Instrument, score: int) -> dict[str, Any]:
+    return {
+        "episode_id": episode_id, "version": fact.originator_version,
+        "instrument": instrument.value, "measured_on": fact.effective_date, "score": score,
+    }
+
+
+def periods(episode: Episode) -> list[tuple[Any, ...]]:
+    """Status and level periods over clinical time: (status, level, tapering, program, clinic,
+    valid_from, valid_to).  A period ends (exclusive) on the date the next one begins."""
+    result: list[list[Any]] = []
+    state = None
+    for version in sorted(episode.facts):
+        fact = episode.facts[version]
+        state = fact.evolve(state)  # the domain's own fold, one fact at a time
+        key = (
+            state.status.value, state.level_of_care.code if state.level_of_care else None,
+            state.tapering, state.program_code, state.clinic,
+        )
+        if result and tuple(result[-1][:5]) == key:
+            continue
+        if result:
+            result[-1][6] = fact.effective_date
+        result.append([*key, fact.effective_date, None])
+    return [tuple(p) for p in result]
+
+
+def is_correction(event: object) -> bool:
+    return isinstance(event, (EventVoided, EventAmended))
+
+
+def program_row(program: Program) -> dict[str, Any]:
+    d = program.definition
+    return {
+        "code": d.code, "name": d.name, "target_weeks": d.target_weeks,
+        "days_per_week": d.days_per_week, "minimum_weekly_hours": d.minimum_weekly_hours,
+        "age_band": d.age_band.value, "level_code": d.level_of_care.code,
+        "level_edition": d.level_of_care.edition.value, "format": d.format.value,
+        "clinics": ",".join(d.clinics),
+    }
+
+
+# What kind of health information each event touches (ASTM E2147 "data category").
+DATA_CATEGORIES = {
+    "ReferralReceived": "referral",
+    "IntakeCompleted": "assessment",
+    "Waitlisted": "episode-status",
+    "ReferralCancelled": "episode-status",
+    "ReferralDeclined": "episode-status",
+    "Admitted": "enrollment",
+    "SessionAttended": "encounter",
+    "SessionMissed": "encounter",
+    "SessionCancelledByProgram": "encounter",
+    "OutcomeMeasured": "observation",
+    "AuthorizationRecorded": "coverage",
+    "LevelOfCareChanged": "level-of-care",
+    "PlacedOnHold": "episode-status",
+    "Resumed": "episode-status",
+    "Discharged": "discharge",
+    "MarkedEnteredInError": "episode-status",
+    "Defined": "program",
+    "Revised": "program",
+}
+ACTIONS = {
+    "ReferralReceived": "create",
+    "EventAmended": "correct",
+    "EventVoided": "void",
+    "MarkedEnteredInError": "void",
+    "Defined": "create",
+    "Revised": "update",
+}
+
+
+def audit_row(position: int, event: Any, patient_ref: str | None, target_type: str | None) -> dict[str, Any]:
+    """One audit row: who did what, when, to which record, why.
+
+    ``target_type`` is the event type a correction targets (its data category is the target's).
+    """
+    event_type = type(event).__name__
+    envelope = event.envelope
+    is_program = isinstance(event, (Program.Defined, Program.Revised))
+    correction_target = getattr(event, "target_version", None)
+    return {
+        "position": position,
+        "recorded_at": event.timestamp,
+        "effective_date": getattr(event, "effective_date", None),
+        "actor_id": envelope.actor_id,
+        "actor_role": envelope.actor_role.value,
+        "action": ACTIONS.get(event_type, "create"),  # every new fact creates information
+        "event_type": event_type,
+        "aggregate": "program" if is_program else "episode",
+        "aggregate_id": event.originator_id,
+        "version": event.originator_version,
+        "patient_ref": patient_ref,
+        "data_category": DATA_CATEGORIES.get(target_type or event_type, "episode-status"),
+        "reason": envelope.reason,
+        "correlation_id": envelope.correlation_id,
+        "command_id": envelope.command_id,
+        "prior_version": correction_target or (event.originator_version - 1 or None),
+    }

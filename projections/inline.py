@@ -1,0 +1,32 @@
+"""The write side with its read models updated in the same transaction (read your own writes)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from episodes.application import Episodes
+from episodes.clock import Clock
+from projections.projector import Projector
+
+
+class ProjectedEpisodes(Episodes):
+    """:class:`episodes.Episodes` whose every command also updates the read models, atomically.
+
+    If the read models cannot be updated, the command is not recorded either.
+    """
+
+    def __init__(
+        self, url: str | None = None, *, clock: Clock | None = None, env: Mapping[str, str] | None = None
+    ):
+        super().__init__(url, clock=clock, env=env)
+        self.projector = Projector(self)
+        self.projector.create_tables()
+
+    def _record(self, processing_event: Any) -> Any:
+        with self.projector.forgetting_on_failure(), self.recorder.transaction(commit=True) as session:
+            recordings = super()._record(processing_event)
+            # Everything after the position, ours included: events written by a writer that
+            # does not project inline are caught up here too, never skipped.
+            self.projector.apply_pending(session)
+        return recordings

@@ -1,0 +1,234 @@
+"""Applying events to the read models, exactly once.
+
+A batch of events and the new tracking position are written in one transaction: a crash
+leaves either all of a batch applied or none of it, and an event at or below the position
+is never applied again.  Two ways to run share this one code path:
+
+* inline (:class:`projections.ProjectedEpisodes`): the command's own transaction also runs
+  :meth:`Projector.apply_pending`, so the panel reads its own writes;
+* catch-up (:meth:`Projector.catch_up`, ``care-episodes rebuild`` / ``project``): a loop that
+  polls the event log from the tracking position.  SQLite has no subscriptions, and polling
+  works the same on PostgreSQL.
+
+Concurrency: each batch first locks the projection's tracking row (a no-op UPDATE: a row
+lock on PostgreSQL, the write lock on SQLite), then reads the position.  So an inline writer
+and a catch-up runner never apply the same events twice; the second waits, then finds them done.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from episodes.application import Episodes
+from episodes.episode import Episode
+from episodes.program import Program
+from projections import derive, tables
+
+PROJECTION_NAME = "read_models"
+DEFAULT_BATCH = 500
+
+
+class AlreadyApplied(Exception):
+    """An event at or below the tracking position was offered again: it is refused."""
+
+
+class Projector:
+    def __init__(self, app: Episodes, *, cache_size: int = 2_000):
+        self.app = app
+        self.engine = app.recorder.datastore.engine  # type: ignore[attr-defined]
+        # Episodes recently projected, kept at their version so the next event folds onto them
+        # instead of replaying the stream.  Bounded, so a rebuild runs in bounded memory.
+        self._cache: OrderedDict[UUID, Episode] = OrderedDict()
+        self._cache_size = cache_size
+
+    # ---------------------------------------------------------------- set-up
+
+    def create_tables(self) -> None:
+        tables.metadata.create_all(self.engine)
+        with self.engine.begin() as connection:
+            exists = connection.execute(
+                select(tables.tracking.c.position).where(tables.tracking.c.projection == PROJECTION_NAME)
+            ).first()
+            if exists is None:
+                connection.execute(insert(tables.tracking).values(projection=PROJECTION_NAME, position=0))
+
+    def drop_tables(self) -> None:
+        tables.metadata.drop_all(self.engine)
+        self._cache.clear()
+
+    # ---------------------------------------------------------------- positions
+
+    def position(self) -> int:
+        with self.engine.connect() as connection:
+            return _position(connection)
+
+    def lag(self) -> int:
+        """Events recorded but not yet applied to the read models."""
+        with self.engine.connect() as connection:
+            position = _position(connection)
+            events = self.app.recorder.events_record_cls.__table__  # type: ignore[attr-defined]
+            from sqlalchemy import func
+
+            return int(connection.execute(
+                select(func.count()).select_from(events).where(events.c.id > position)
+            ).scalar_one())
+
+    # ---------------------------------------------------------------- processing
+
+    def apply_pending(self, session: Session, limit: int | None = None) -> int:
+        """Inside the caller's transaction: lock the position, apply what follows it."""
+        session.execute(
+            update(tables.tracking)
+            .where(tables.tracking.c.projection == PROJECTION_NAME)
+            .values(position=tables.tracking.c.position)
+        )
+        position = _position(session)
+        applied = 0
+        while True:
+            batch = self.app.recorder.select_notifications(
+                start=position, limit=limit or DEFAULT_BATCH, inclusive_of_start=False
+            )
+            if not batch:
+                return applied
+            self.apply(session, batch, position)
+            position = batch[-1].id
+            applied += len(batch)
+            if limit is not None:
+                return applied
+
+    def catch_up(self, *, batch_size: int = DEFAULT_BATCH, progress: Callable[[int], None] | None = None) -> int:
+        """Apply every pending event, one transaction per batch; returns how many."""
+        total = 0
+        while True:
+            with self.forgetting_on_failure(), self.app.recorder.transaction(commit=True) as session:
+                applied = self.apply_pending(session, limit=batch_size)
+            total += applied
+            if progress and applied:
+                progress(applied)
+            if applied == 0:
+                return total
+
+    @contextmanager
+    def forgetting_on_failure(self) -> Iterator[None]:
+        """If the transaction fails, the cached episodes may hold events that were rolled back."""
+        try:
+            yield
+        except BaseException:
+            self._cache.clear()
+            raise
+
+    def apply(self, session: Session, notifications: Sequence[Any], position: int) -> None:
+        """Apply a batch of notifications that follows ``position``; then move the position."""
+        if notifications[0].id <= position:
+            raise AlreadyApplied(
+                f"event {notifications[0].id} is at or below the projection's position {position}"
+            )
+        touched: dict[UUID, list[Any]] = {}
+        latest: dict[UUID, Episode] = {}
+        audit_rows = []
+        for notification in notifications:
+            event = self.app.mapper.to_domain_event(notification)
+            if isinstance(event, (Program.Defined, Program.Revised)):
+                self._apply_program(session, event)
+                audit_rows.append(derive.audit_row(notification.id, event, None, None))
+                continue
+            episode = latest[event.originator_id] = self._fold(event)
+            target = None
+            if derive.is_correction(event):
+                target = type(self._target_event(event)).__name__
+            audit_rows.append(derive.audit_row(notification.id, event, episode.state.patient_ref, target))
+            touched.setdefault(event.originator_id, []).append(event)
+        for episode_id, events in touched.items():
+            self._write_episode(session, latest[episode_id], events)
+        if audit_rows:
+            session.execute(insert(tables.audit), audit_rows)
+        session.execute(
+            update(tables.tracking)
+            .where(tables.tracking.c.projection == PROJECTION_NAME)
+            .values(position=notifications[-1].id)
+        )
+
+    # ---------------------------------------------------------------- episodes
+
+    def _fold(self, event: Any) -> Episode:
+        """The episode at the event's version, from the cache when it holds the version before."""
+        episode_id = event.originator_id
+        cached = self._cache.pop(episode_id, None)
+        if cached is not None and cached.version == event.originator_version - 1:
+            episode = event.mutate(cached)
+        elif event.originator_version == 1:
+            episode = event.mutate(None)
+        else:
+            episode = self.app.repository.get(episode_id, version=event.originator_version)
+        self._cache[episode_id] = episode
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return episode
+
+    def _target_event(self, correction: Any) -> Any:
+        # The corrected event itself, as first recorded (the audit names its category).
+        return next(iter(self.app.events.get(
+            correction.originator_id, gt=correction.target_version - 1, lte=correction.target_version
+        )))
+
+    def _write_episode(self, session: Session, episode: Episode, events: list[Any]) -> None:
+        recorded_at = events[-1].timestamp
+        row = derive.episode_row(episode, recorded_at)
+        key = tables.episodes.c.episode_id == episode.id
+        if any(e.originator_version == 1 for e in events):
+            session.execute(insert(tables.episodes), [row])
+        else:
+            session.execute(update(tables.episodes).where(key).values(**row))
+        if any(derive.is_correction(e) for e in events):
+            # A correction can change any earlier fact: rewrite this episode's fact rows.
+            for table in (tables.sessions, tables.outcomes, tables.authorizations):
+                session.execute(delete(table).where(table.c.episode_id == episode.id))
+            new_facts = [episode.facts[v] for v in sorted(episode.facts)]
+        else:
+            new_facts = [e for e in events if e.originator_version in episode.facts]
+        for name, rows in derive.fact_rows(episode.id, new_facts).items():
+            if rows:
+                session.execute(insert(getattr(tables, name)), rows)
+        self._write_periods(session, episode, recorded_at)
+
+    def _write_periods(self, session: Session, episode: Episode, recorded_at: Any) -> None:
+        """Close the periods the record no longer holds; open the ones it now holds."""
+        p = tables.periods
+        current = session.execute(
+            select(p.c.id, p.c.status, p.c.level_code, p.c.tapering, p.c.program_code, p.c.clinic,
+                   p.c.valid_from, p.c.valid_to)
+            .where(p.c.episode_id == episode.id, p.c.recorded_to.is_(None))
+        ).all()
+        held = {tuple(r[1:]): r[0] for r in current}
+        wanted = derive.periods(episode)
+        stale = [row_id for key, row_id in held.items() if key not in wanted]
+        if stale:
+            session.execute(update(p).where(p.c.id.in_(stale)).values(recorded_to=recorded_at))
+        new = [key for key in wanted if key not in held]
+        if new:
+            session.execute(insert(p), [
+                dict(zip(("status", "level_code", "tapering", "program_code", "clinic",
+                          "valid_from", "valid_to"), key),
+                     episode_id=episode.id, recorded_from=recorded_at)
+                for key in new
+            ])
+
+    def _apply_program(self, session: Session, event: Any) -> None:
+        program = self.app.repository.get(event.originator_id, version=event.originator_version)
+        row = derive.program_row(program)
+        session.execute(delete(tables.programs).where(tables.programs.c.code == row["code"]))
+        session.execute(insert(tables.programs), [row])
+
+
+def _position(connection: Any) -> int:
+    value = connection.execute(
+        select(tables.tracking.c.position).where(tables.tracking.c.projection == PROJECTION_NAME)
+    ).scalar_one_or_none()
+    return int(value or 0)

@@ -1,0 +1,33 @@
+"""Conventions every query shares: clinical "as of" dates and what the record held then."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import and_, or_
+
+from projections import tables
+
+
+def end_of_day(day: date) -> datetime:
+    """The recorded-time cut-off for "as the record stood on ``day``": midnight UTC after it."""
+    return datetime.combine(day + timedelta(days=1), time.min, tzinfo=timezone.utc)
+
+
+def held_on(day: date) -> Any:
+    """Period rows the record held at the end of ``day`` (recorded then, not yet superseded)."""
+    p = tables.periods
+    cut = end_of_day(day)
+    return and_(p.c.recorded_from < cut, or_(p.c.recorded_to.is_(None), p.c.recorded_to >= cut))
+
+
+def held_now() -> Any:
+    """Period rows the record holds today (corrections included)."""
+    return tables.periods.c.recorded_to.is_(None)
+
+
+def valid_at_end_of(day: date) -> Any:
+    """Periods in force at the end of clinical ``day`` (the census rule: present at end of day)."""
+    p = tables.periods
+    return and_(p.c.valid_from <= day, or_(p.c.valid_to.is_(None), p.c.valid_to > day))

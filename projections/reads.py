@@ -1,0 +1,41 @@
+"""The typed query API of the read side: ``ReadModels``.
+
+    reads = ReadModels(app)            # an Episodes / ProjectedEpisodes application
+    reads.status(episode_id)           # EpisodeStatus: status, level, day N of target, ...
+
+Each read model contributes its methods from its own module in ``projections.queries``.
+Dates are clinical dates; "today" comes from the application's clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+
+from sqlalchemy import Connection, Engine
+
+from episodes.application import Episodes
+from episodes.clock import Clock, SystemClock
+from projections.projector import Projector
+from projections.queries.status import StatusQueries
+
+
+class ReadModels(StatusQueries):
+    def __init__(self, app: Episodes):
+        self.app = app
+        self.engine: Engine = app.recorder.datastore.engine  # type: ignore[attr-defined]
+        self.clock: Clock = getattr(app, "clock", None) or SystemClock()
+        self._projector = getattr(app, "projector", None) or Projector(app)
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        with self.engine.connect() as connection:
+            yield connection
+
+    def today(self) -> date:
+        return self.clock.now().date()
+
+    def lag(self) -> int:
+        """Events recorded but not yet applied to the read models (0 when inline)."""
+        return self._projector.lag()

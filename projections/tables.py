@@ -1,0 +1,174 @@
+"""Read-model tables, in the same database as the events.
+
+Every table name is fixed here (prefix ``rm_``) so a class rename never orphans data.
+All of them can be dropped and rebuilt from the events (``care-episodes rebuild``).
+
+Columns that carry personal data are marked ``info={"personal": True}``; ``docs/projections.md``
+lists them.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    Uuid,
+)
+
+metadata = MetaData()
+PERSONAL = {"personal": True}
+
+# Where the projection stands in the event log: one row per projection name.
+tracking = Table(
+    "rm_tracking",
+    metadata,
+    Column("projection", String(64), primary_key=True),
+    Column("position", BigInteger, nullable=False),  # last notification id applied
+)
+
+programs = Table(
+    "rm_programs",
+    metadata,
+    Column("code", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("target_weeks", Integer, nullable=False),
+    Column("days_per_week", Integer, nullable=False),
+    Column("minimum_weekly_hours", Numeric(4, 1), nullable=False),
+    Column("age_band", String(16), nullable=False),
+    Column("level_code", String(8), nullable=False),
+    Column("level_edition", String(8), nullable=False),
+    Column("format", String(16), nullable=False),
+    Column("clinics", Text, nullable=False),  # comma-separated
+)
+
+# One row per episode: what the status page and the episode list read.
+episodes = Table(
+    "rm_episodes",
+    metadata,
+    Column("episode_id", Uuid, primary_key=True),
+    Column("patient_ref", String(64), nullable=False, info=PERSONAL),
+    Column("status", String(20), nullable=False),
+    Column("status_since", Date, nullable=False),
+    Column("referred_on", Date, nullable=False),
+    Column("referral_direction", String(16), nullable=False),
+    Column("program_code", String(64)),
+    Column("clinic", String(100)),
+    Column("level_code", String(8)),
+    Column("level_edition", String(8)),
+    Column("tapering", Boolean, nullable=False, default=False),
+    Column("admitted_on", Date),
+    Column("discharged_on", Date),
+    Column("discharge_type", String(24)),
+    Column("last_attended_on", Date),
+    Column("attended", Integer, nullable=False, default=0),
+    Column("missed", Integer, nullable=False, default=0),  # unexcused and excused together
+    Column("excused", Integer, nullable=False, default=0),
+    Column("cancelled_by_program", Integer, nullable=False, default=0),
+    Column("consecutive_misses", Integer, nullable=False, default=0),
+    Column("attended_minutes", Integer, nullable=False, default=0),
+    Column("next_review_on", Date),
+    Column("authorized_until", Date),
+    Column("version", Integer, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Index("rm_episodes_status_program", "status", "program_code", "clinic"),
+    Index("rm_episodes_patient", "patient_ref"),
+)
+
+# Status and level of care over clinical time, versioned over recorded time (bitemporal):
+# a correction closes the rows it changes (recorded_to) and adds new ones, so a question
+# "as of" a past date gets the answer the record held then.
+periods = Table(
+    "rm_periods",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("episode_id", Uuid, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("level_code", String(8)),
+    Column("tapering", Boolean, nullable=False),
+    Column("program_code", String(64)),
+    Column("clinic", String(100)),
+    Column("valid_from", Date, nullable=False),  # clinical date the period began
+    Column("valid_to", Date),  # exclusive; NULL while it lasts
+    Column("recorded_from", DateTime(timezone=True), nullable=False),
+    Column("recorded_to", DateTime(timezone=True)),  # NULL while the record holds it
+    Index("rm_periods_episode", "episode_id", "recorded_to"),
+    Index("rm_periods_valid", "valid_from", "valid_to"),
+)
+
+sessions = Table(
+    "rm_sessions",
+    metadata,
+    Column("episode_id", Uuid, primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("session_date", Date, nullable=False),
+    Column("iso_year", Integer, nullable=False),
+    Column("iso_week", Integer, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("outcome", String(16), nullable=False),  # attended | missed | excused | cancelled
+    Column("minutes", Integer, nullable=False),
+    Column("format", String(16)),
+    Column("topic", String(200)),
+    Column("facilitator", String(64)),
+    Index("rm_sessions_date", "episode_id", "session_date"),
+)
+
+outcomes = Table(
+    "rm_outcomes",
+    metadata,
+    Column("episode_id", Uuid, primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("instrument", String(16), primary_key=True),
+    Column("measured_on", Date, nullable=False),
+    Column("score", Integer, nullable=False, info=PERSONAL),
+)
+
+authorizations = Table(
+    "rm_authorizations",
+    metadata,
+    Column("episode_id", Uuid, primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("payer", String(100), nullable=False),
+    Column("unit", String(16), nullable=False),
+    Column("authorized", Integer, nullable=False),
+    Column("start_on", Date, nullable=False),
+    Column("end_on", Date, nullable=False),
+    Column("next_review_on", Date),
+    Column("reference", String(64)),
+)
+
+# One row per event, never changed: the audit history.
+audit = Table(
+    "rm_audit",
+    metadata,
+    Column("position", BigInteger, primary_key=True),  # notification id: the log's order
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("effective_date", Date),
+    Column("actor_id", String(64), nullable=False),
+    Column("actor_role", String(16), nullable=False),
+    Column("action", String(16), nullable=False),  # create | update | correct | void | ...
+    Column("event_type", String(64), nullable=False),
+    Column("aggregate", String(16), nullable=False),  # episode | program
+    Column("aggregate_id", Uuid, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("patient_ref", String(64), info=PERSONAL),
+    Column("data_category", String(32), nullable=False),
+    Column("reason", Text, info=PERSONAL),
+    Column("correlation_id", String(100), nullable=False),
+    Column("command_id", String(100), nullable=False),
+    Column("prior_version", Integer),  # the version this one follows or corrects
+    Index("rm_audit_aggregate", "aggregate_id", "version"),
+    Index("rm_audit_actor", "actor_id", "recorded_at"),
+    Index("rm_audit_recorded", "recorded_at"),
+)
+
+READ_MODELS = (programs, episodes, periods, sessions, outcomes, authorizations, audit)
