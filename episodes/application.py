@@ -72,6 +72,11 @@ class Episodes(Application[UUID]):
 
     name = storage.APPLICATION_NAME  # fixes the table names: never derive them from a class
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # eventsourcing names a subclass after itself, which would give it new, empty tables.
+        cls.name = storage.APPLICATION_NAME
+
     def __init__(
         self,
         url: str | None = None,
@@ -184,28 +189,31 @@ class Episodes(Application[UUID]):
     ) -> Receipt:
         event_class = EVENT_CLASSES[PATHWAY[command].event]
         for attempt in range(MAX_ATTEMPTS):
-            episode = self.get(episode_id)
-            if envelope.command_id in episode.command_ids:
-                return self._duplicate(episode, envelope.command_id)
             try:
-                rules.check_status(episode.state, PATHWAY[command])  # before looking anything up
-                fields = preparation.prepare(self, command, episode, dict(values))
-                event = episode.record(
-                    event_class, timestamp=self.clock.now(), latest_date=self._latest_date(),
-                    effective_date=effective_date, envelope=envelope, **fields,
-                )
-            except RuleViolation as violation:
-                if attempt == 0:
-                    raise
-                raise ConflictError(
-                    f"another user changed this episode while you were working (it is now at "
-                    f"version {episode.version}), and the {command.replace('_', ' ')} no longer "
-                    f"holds: {violation}"
-                ) from violation
-            try:
-                self.save(episode)
+                # Load, decide and append in one transaction, holding the stream's lock.
+                with self.recorder.transaction(commit=True) as session:
+                    storage.lock_stream(session, episode_id)
+                    episode = self.get(episode_id)
+                    if envelope.command_id in episode.command_ids:
+                        return self._duplicate(episode, envelope.command_id)
+                    try:
+                        rules.check_status(episode.state, PATHWAY[command])  # before any lookup
+                        fields = preparation.prepare(self, command, episode, dict(values))
+                        event = episode.record(
+                            event_class, timestamp=self.clock.now(), latest_date=self._latest_date(),
+                            effective_date=effective_date, envelope=envelope, **fields,
+                        )
+                    except RuleViolation as violation:
+                        if attempt == 0:
+                            raise
+                        raise ConflictError(
+                            f"another user changed this episode while you were working (it is now "
+                            f"at version {episode.version}), and the {command.replace('_', ' ')} no "
+                            f"longer holds: {violation}"
+                        ) from violation
+                    self.save(episode)
             except IntegrityError:
-                continue  # someone appended first: decide again against the new state
+                continue  # a writer without the lock appended first: decide again
             return _receipt(episode, event)
         raise ConflictError(
             f"the {command.replace('_', ' ')} kept conflicting with other writers "
@@ -274,6 +282,12 @@ class Episodes(Application[UUID]):
 
     def mark_entered_in_error(self, episode_id: UUID, actor: Actor, **data: Any) -> Receipt:
         return self.execute("mark_entered_in_error", {"episode_id": episode_id, **data}, actor)
+
+    def close(self) -> None:
+        super().close()
+        engine = getattr(self.recorder.datastore, "engine", None)  # type: ignore[attr-defined]
+        if engine is not None:
+            engine.dispose()  # return pooled connections now, not at garbage collection
 
     # ----------------------------------------------------------------- reads
 

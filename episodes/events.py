@@ -329,7 +329,9 @@ class EventAmended(_CorrectionEvent):
 
     def corrected(self, facts: dict[int, EpisodeEvent]) -> dict[int, EpisodeEvent]:
         amended = dict(facts)
-        amended[self.target_version] = replace(facts[self.target_version], **self.changes)
+        # JSON has no tuples: sequences in stored changes come back as lists.
+        changes = {k: tuple(v) if isinstance(v, list) else v for k, v in self.changes.items()}
+        amended[self.target_version] = replace(facts[self.target_version], **changes)
         return amended
 
 

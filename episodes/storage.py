@@ -10,8 +10,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from sqlalchemy import event
+from uuid import UUID
+
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 DATABASE_URL_VARIABLE = "CARE_EPISODES_DATABASE_URL"
 DEFAULT_DATABASE_URL = "sqlite:///care-episodes.db"
@@ -55,3 +58,21 @@ def tune_engine(engine: Engine) -> None:
         cursor.close()
 
     engine.dispose()  # connections opened before the listener existed get the pragmas too
+
+
+def lock_stream(session: Session, stream_id: UUID) -> None:
+    """Serialise writers of one stream for the rest of the transaction.
+
+    Optimistic concurrency alone (a unique version per stream) never loses a write, but when
+    several writers hammer one episode the losers can keep losing.  So the application takes
+    this lock before it loads, decides and appends; the version check stays as the safety net.
+    PostgreSQL: a transaction-scoped advisory lock on the stream only.  SQLite has one writer
+    at a time anyway: a no-op UPDATE takes the database's write lock at once, instead of after
+    the read, when another writer may already have moved on.
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        key = (stream_id.int >> 64) - (1 << 63)  # a signed 64-bit key from the id's high bits
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    elif dialect == "sqlite":
+        session.execute(text(f"UPDATE {EVENTS_TABLE} SET id = id WHERE 1 = 0"))

@@ -1,0 +1,178 @@
+"""The storage contract under concurrent writers, on every backend.
+
+Several application instances (web workers, an import job) write to one database.  A stale
+append must be refused by the store; the application then decides again against the new
+state, and either records at the next version or says the command no longer holds.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from datetime import date, timedelta
+from typing import Any
+from uuid import UUID
+
+import pytest
+from eventsourcing.persistence import IntegrityError
+from sqlalchemy import text
+
+from episodes import (
+    ActorRole,
+    ConflictError,
+    Envelope,
+    Episode,
+    Episodes,
+    Receipt,
+    ServiceFormat,
+    SessionKind,
+)
+from episodes.events import SessionAttended
+from tests.pathways import admitted_episode, attend
+
+EVENTS_TABLE = "care_episodes_events"
+
+
+@pytest.fixture
+def other_app(any_app: Episodes, database_url: str, clock) -> Iterator[Episodes]:
+    """Another application instance on the same database: another worker or process."""
+    application = Episodes(database_url, clock=clock)
+    yield application
+    application.close()
+
+
+def count_rows(app: Episodes) -> int:
+    with app.recorder.datastore.engine.connect() as conn:
+        return conn.execute(text(f"SELECT COUNT(*) FROM {EVENTS_TABLE}")).scalar_one()
+
+
+def sessions_in(app: Episodes, episode: UUID) -> list[tuple[int, str, date]]:
+    return [
+        (e.originator_version, e.envelope.command_id, e.effective_date)
+        for e in app.history(episode)
+        if isinstance(e, SessionAttended)
+    ]
+
+
+def load_stale_copy_first(app: Episodes, stale: Episode, monkeypatch) -> list[UUID]:
+    """Make the app's next load return ``stale``, as if another writer appended right after it."""
+    real_get: Callable[..., Any] = app.repository.get
+    loads: list[UUID] = []
+
+    def get(aggregate_id: UUID, *args: Any, **kwargs: Any) -> Any:
+        loads.append(aggregate_id)
+        return stale if len(loads) == 1 else real_get(aggregate_id, *args, **kwargs)
+
+    monkeypatch.setattr(app.repository, "get", get)
+    return loads
+
+
+def test_a_stale_write_is_refused_by_the_store(any_app, other_app, clinician, clock):
+    episode = admitted_episode(any_app, clinician, date(2026, 3, 2))  # v1-v3, admitted 4 March
+    stale = any_app.get(episode)  # loaded at version 3
+    attend(other_app, episode, clinician, date(2026, 3, 5), command_id="session-0305-other")  # v4
+
+    stale.record(
+        SessionAttended, timestamp=clock.now(), latest_date=date(2026, 6, 1),
+        effective_date=date(2026, 3, 6),
+        envelope=Envelope(
+            "clin-ana", ActorRole.CLINICIAN, "session-0306-stale", "session-0306-stale"
+        ),
+        kind=SessionKind.GROUP, minutes=180, format=ServiceFormat.IN_PERSON,
+    )
+    # Check the stale version 4 collides with the stored version 4.
+    with pytest.raises(IntegrityError):
+        any_app.save(stale)
+
+    # Check nothing was lost or doubled: four events, the other instance's session among them.
+    assert [e.originator_version for e in any_app.history(episode)] == [1, 2, 3, 4]
+    assert sessions_in(any_app, episode) == [(4, "session-0305-other", date(2026, 3, 5))]
+
+
+def test_the_application_retries_against_the_new_state(any_app, other_app, clinician, monkeypatch):
+    episode = admitted_episode(any_app, clinician, date(2026, 3, 2))  # v1-v3
+    stale = any_app.repository.get(episode)  # version 3
+    attend(other_app, episode, clinician, date(2026, 3, 5), command_id="session-0305-other")  # v4
+    loads = load_stale_copy_first(any_app, stale, monkeypatch)
+
+    receipt = attend(any_app, episode, clinician, date(2026, 3, 6), command_id="session-0306-mine")
+
+    # Check the first attempt hit the other write, the second loaded again and recorded at v5.
+    assert len(loads) == 2
+    assert (receipt.version, receipt.event, receipt.duplicate) == (5, "SessionAttended", False)
+    assert sessions_in(any_app, episode) == [
+        (4, "session-0305-other", date(2026, 3, 5)),
+        (5, "session-0306-mine", date(2026, 3, 6)),
+    ]
+
+
+def test_a_command_the_other_write_made_impossible_is_a_conflict(
+    any_app, other_app, clinician, monkeypatch
+):
+    episode = admitted_episode(any_app, clinician, date(2026, 3, 2))  # v1-v3, admitted 4 March
+    attend(any_app, episode, clinician, date(2026, 3, 5))  # v4
+    stale = any_app.repository.get(episode)  # version 4, still active
+    other_app.discharge(
+        episode, clinician, effective_date=date(2026, 3, 10), discharge_type="completed",
+        reason="Treatment goals met",
+    )  # v5
+    rows = count_rows(any_app)
+    load_stale_copy_first(any_app, stale, monkeypatch)
+
+    # A session on 12 March held against the stale copy, not after the 10 March discharge.
+    with pytest.raises(ConflictError) as conflict:
+        attend(any_app, episode, clinician, date(2026, 3, 12))
+
+    message = str(conflict.value)
+    # Check the message names the other change and why the command no longer holds.
+    assert "another user changed this episode" in message
+    assert "now at version 5" in message
+    assert "after the discharge (2026-03-10)" in message
+    # Check nothing was written: same rows, the discharge is still the last event.
+    assert count_rows(any_app) == rows
+    last_two = [type(e).__name__ for e in any_app.history(episode)][-2:]
+    assert last_two == ["SessionAttended", "Discharged"]
+
+
+def test_four_writers_at_once_record_every_session_once(any_app, database_url, clock, clinician):
+    # The sqlite case of database_url is a file (sqlite_url), so the writers share it.
+    episode = admitted_episode(any_app, clinician, date(2026, 1, 1))  # v1-v3, admitted 3 January
+    writers = [Episodes(database_url, clock=clock) for _ in range(4)]
+    start_together = threading.Barrier(len(writers))
+    receipts: list[Receipt] = []
+    failures: list[str] = []
+
+    def write_ten_sessions(number: int, app: Episodes) -> None:
+        start_together.wait()
+        for i in range(10):
+            # Writer n takes days 10n..10n+9 after 5 January: 5 Jan .. 13 Feb, no day twice.
+            day = date(2026, 1, 5) + timedelta(days=10 * number + i)
+            command_id = f"writer{number}-session{i}"
+            try:
+                receipts.append(attend(app, episode, clinician, day, command_id=command_id))
+            except Exception as error:  # noqa: BLE001 - every failure is reported below
+                failures.append(f"writer {number}, session {i}: {type(error).__name__}: {error}")
+
+    threads = [
+        threading.Thread(target=write_ten_sessions, args=(n, app)) for n, app in enumerate(writers)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for app in writers:
+        app.close()
+
+    history = list(any_app.history(episode))
+    sessions = [e for e in history if isinstance(e, SessionAttended)]
+    # Check the stream stayed whole whatever happened: versions 1..N with no gap or repeat,
+    # and no command recorded twice.
+    assert [e.originator_version for e in history] == list(range(1, len(history) + 1))
+    assert len({e.envelope.command_id for e in sessions}) == len(sessions)
+    # Check no command failed (no "database is locked", no conflict beyond the retries).
+    assert failures == []
+    # Check 4 writers x 10 sessions = 40 sessions on 40 days; 3 opening events + 40 = 43.
+    assert len(sessions) == 40
+    assert len({e.effective_date for e in sessions}) == 40
+    assert len(history) == 43
+    assert sorted(r.version for r in receipts) == list(range(4, 44))
