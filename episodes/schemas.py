@@ -7,6 +7,7 @@ typed values (``date``, enum members, :class:`LevelOfCare`), and returns typed v
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
@@ -51,6 +52,18 @@ class OptionalText(Text):
         if isinstance(value, str) and not value.strip():
             value = None  # an empty form field means "not given"
         return super().deserialize(value, attr, data, **kwargs)
+
+
+class WholeNumber(fields.Integer):
+    """An integer, also from a form's text ("60"); never a rounded fraction or a boolean."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(strict=True, **kwargs)
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,9}\s*", value):
+            value = int(value)
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 def Choice(enum_class: type, **kwargs: Any) -> fields.Enum:  # noqa: N802 - reads as a field type
@@ -165,13 +178,13 @@ class CompleteIntakeSchema(EpisodeCommandSchema):
     diagnoses = _ObjectList(DiagnosisSchema, Diagnosis, validate=validate.Length(min=1))
     asam_ratings = fields.Dict(
         keys=fields.String(validate=validate.OneOf(["1", "2", "3", "4", "5", "6"])),
-        values=fields.Integer(strict=True, validate=validate.Range(0, 4)),
+        values=WholeNumber(validate=validate.Range(0, 4)),
         required=True,
         validate=validate.Length(equal=6, error="Rate all six ASAM dimensions (1-6), each 0-4."),
     )
     recommended_level = LevelOfCareField(required=True)
-    phq9 = fields.Integer(strict=True, load_default=None, validate=validate.Range(0, 27))
-    gad7 = fields.Integer(strict=True, load_default=None, validate=validate.Range(0, 21))
+    phq9 = WholeNumber(load_default=None, validate=validate.Range(0, 27))
+    gad7 = WholeNumber(load_default=None, validate=validate.Range(0, 21))
 
 
 @_command("waitlist")
@@ -196,8 +209,7 @@ class AdmitSchema(EpisodeCommandSchema):
     # Defaults come from the program definition when these are left out.
     level_of_care = LevelOfCareField(load_default=None, allow_none=True)
     format = Choice(ServiceFormat, load_default=None, allow_none=True)
-    planned_days_per_week = fields.Integer(
-        strict=True, load_default=None, allow_none=True, validate=validate.Range(1, 7)
+    planned_days_per_week = WholeNumber(load_default=None, allow_none=True, validate=validate.Range(1, 7)
     )
     care_team = _ObjectList(CareTeamMemberSchema, CareTeamMember)
     payer = OptionalText(max_length=100)
@@ -205,8 +217,7 @@ class AdmitSchema(EpisodeCommandSchema):
 
 class _SessionSchema(EpisodeCommandSchema):
     kind = Choice(SessionKind, required=True)
-    minutes = fields.Integer(
-        strict=True, required=True, validate=validate.Range(1, MAX_SESSION_MINUTES)
+    minutes = WholeNumber(required=True, validate=validate.Range(1, MAX_SESSION_MINUTES)
     )
 
 
@@ -230,7 +241,7 @@ class RecordProgramCancellationSchema(_SessionSchema):
 @_command("record_outcome")
 class RecordOutcomeSchema(EpisodeCommandSchema):
     instrument = Choice(Instrument, required=True)
-    score = fields.Integer(strict=True, required=True, validate=validate.Range(min=0))
+    score = WholeNumber(required=True, validate=validate.Range(min=0))
 
     @validates_schema
     def _score_in_range(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -245,7 +256,7 @@ class RecordOutcomeSchema(EpisodeCommandSchema):
 class RecordAuthorizationSchema(EpisodeCommandSchema):
     payer = Text(required=True, max_length=100)
     unit = Choice(AuthorizationUnit, required=True)
-    authorized = fields.Integer(strict=True, required=True, validate=validate.Range(1, 1000))
+    authorized = WholeNumber(required=True, validate=validate.Range(1, 1000))
     start = fields.Date(required=True)
     end = fields.Date(required=True)
     next_review = fields.Date(load_default=None, allow_none=True)
@@ -289,12 +300,12 @@ class _CorrectionSchema(EpisodeCommandSchema):
 
 @_command("void_event")
 class VoidEventSchema(_CorrectionSchema):
-    target_version = fields.Integer(strict=True, required=True, validate=validate.Range(min=1))
+    target_version = WholeNumber(required=True, validate=validate.Range(min=1))
 
 
 @_command("amend_event")
 class AmendEventSchema(_CorrectionSchema):
-    target_version = fields.Integer(strict=True, required=True, validate=validate.Range(min=1))
+    target_version = WholeNumber(required=True, validate=validate.Range(min=1))
     # Validated against the amended event's own command schema by the application.
     changes = fields.Dict(keys=fields.String(), required=True, validate=validate.Length(min=1))
 
@@ -316,8 +327,8 @@ class DefineProgramSchema(Schema):
         ),
     )
     name = Text(required=True, max_length=200)
-    target_weeks = fields.Integer(strict=True, load_default=12, validate=validate.Range(1, 104))
-    days_per_week = fields.Integer(strict=True, load_default=3, validate=validate.Range(1, 7))
+    target_weeks = WholeNumber(load_default=12, validate=validate.Range(1, 104))
+    days_per_week = WholeNumber(load_default=3, validate=validate.Range(1, 7))
     age_band = Choice(AgeBand, load_default=AgeBand.ADULT)
     minimum_weekly_hours = fields.Decimal(
         load_default=None, allow_none=True, places=1, validate=validate.Range(0, 60)

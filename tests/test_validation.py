@@ -151,3 +151,19 @@ def test_program_definitions_are_validated(app, admin_actor):
         app.define_program(admin_actor, code="Adult IOP!", name="", target_weeks=0, days_per_week=8)
     assert set(refused.value.errors) == {"code", "name", "target_weeks", "days_per_week"}
     assert app.programs() == []
+
+
+def test_whole_numbers_may_come_as_form_text_but_never_rounded(app, clinician):
+    episode = admitted_episode(app, clinician, date(2026, 3, 2))
+    receipt = app.record_attendance(
+        episode, clinician, effective_date="2026-03-05", kind="group", minutes=" 90 ", format="virtual"
+    )
+    assert app.episode(episode).facts[-1].minutes == 90
+    for bad in ("90.5", 90.5, True, "ninety"):
+        with pytest.raises(InvalidCommand) as refused:
+            app.record_attendance(
+                episode, clinician, effective_date="2026-03-06", kind="group", minutes=bad,
+                format="virtual",
+            )
+        assert refused.value.errors == {"minutes": ["Not a valid integer."]}
+    assert app.episode(episode).version == receipt.version
