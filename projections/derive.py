@@ -146,6 +146,15 @@ def periods(episode: Episode) -> list[tuple[Any, ...]]:
     return [tuple(p) for p in result]
 
 
+def may_change_periods(event: EpisodeEvent) -> bool:
+    """Only changes of status or level of care (or a correction) can change the periods."""
+    return (
+        event.step().leads_to is not None
+        or type(event).__name__ in ("Admitted", "LevelOfCareChanged")
+        or is_correction(event)
+    )
+
+
 def is_correction(event: object) -> bool:
     return isinstance(event, (EventVoided, EventAmended))
 

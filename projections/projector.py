@@ -145,6 +145,10 @@ class Projector:
                 target = type(self._target_event(event)).__name__
             audit_rows.append(derive.audit_row(notification.id, event, episode.state.patient_ref, target))
             touched.setdefault(event.originator_id, []).append(event)
+            if derive.may_change_periods(event):
+                # Each version of the periods is stamped with the event that made it, so a
+                # rebuild in large batches writes the same rows as one event at a time.
+                self._write_periods(session, episode, event.timestamp)
         for episode_id, events in touched.items():
             self._write_episode(session, latest[episode_id], events)
         if audit_rows:
@@ -196,7 +200,6 @@ class Projector:
         for name, rows in derive.fact_rows(episode.id, new_facts).items():
             if rows:
                 session.execute(insert(getattr(tables, name)), rows)
-        self._write_periods(session, episode, recorded_at)
 
     def _write_periods(self, session: Session, episode: Episode, recorded_at: Any) -> None:
         """Close the periods the record no longer holds; open the ones it now holds."""

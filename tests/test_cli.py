@@ -66,3 +66,20 @@ def test_an_unknown_episode_is_an_error_with_exit_code_1(tmp_path):
     result = CliRunner().invoke(main, ["--db", url, "show", "00000000-0000-0000-0000-000000000000"])
     assert result.exit_code == 1
     assert "no episode with id 00000000-0000-0000-0000-000000000000" in result.output
+
+
+def test_rebuild_project_and_lag_commands(tmp_path):
+    from admin.cli import main as full_cli
+
+    url = f"sqlite:///{tmp_path / 'rm.db'}"
+    runner = CliRunner()
+    assert runner.invoke(full_cli, ["--db", url, "demo", "--episodes", "5", "--seed", "2"]).exit_code == 0
+    # The demo writes through the write side only: everything it wrote is still to be applied.
+    waiting = int(runner.invoke(full_cli, ["--db", url, "lag"]).output)
+    assert waiting > 5
+    caught_up = runner.invoke(full_cli, ["--db", url, "project"])
+    assert caught_up.output.strip() == f"Applied {waiting} events; position {waiting}, lag 0."
+    rebuilt = runner.invoke(full_cli, ["--db", url, "rebuild"])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert f"Rebuilt the read models from {waiting} events." in rebuilt.output
+    assert runner.invoke(full_cli, ["--db", url, "lag"]).output.strip() == "0"

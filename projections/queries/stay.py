@@ -1,0 +1,365 @@
+"""Length of stay: per episode and summarised per program and per discharge type.
+
+Definitions (``docs/projections/stay.md``; domain.md "Measures and their conventions"):
+
+* calendar days = discharge (or the as-of date, for an open episode) - admission + 1;
+* held days = days whose end-of-day status is ``onhold`` (a hold from H to a resume on R
+  holds R - H days); active days = calendar days - held days;
+* treatment days = distinct dates with an attended session;
+* an episode still open on the as-of date is *censored*: shown, but kept out of every average.
+
+Everything is read from ``rm_periods`` as the record held it at the end of a day
+(:func:`held_on`), so a summary "as of D" does not change when the record is corrected later;
+``corrected_since`` counts the episodes whose figures today's record tells differently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Connection, Date, Integer, and_, case, except_, func, literal, or_, select, union
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import ColumnElement, FunctionElement
+
+from episodes.errors import EpisodeNotFound
+from projections import tables
+from projections.queries.common import end_of_day, held_now, held_on
+
+ACTIVE, ONHOLD, FINISHED, IN_ERROR = "active", "onhold", "finished", "entered-in-error"
+
+# Distribution bins in weeks of calendar days, lower edge included, upper edge excluded:
+# "0-2" is 1-13 days, "2-4" 14-27, ..., "10-12" 70-83 and "12+" 84 days and more.
+BINS: tuple[tuple[str, int, int | None], ...] = (
+    ("0-2", 0, 14), ("2-4", 14, 28), ("4-6", 28, 42), ("6-8", 42, 56),
+    ("8-10", 56, 70), ("10-12", 70, 84), ("12+", 84, None),
+)
+
+
+# ---------------------------------------------------------------- portable date arithmetic
+
+
+class days_between(FunctionElement):  # noqa: N801 - reads as an SQL function
+    """``later - earlier`` in whole days, on SQLite and PostgreSQL alike."""
+
+    type = Integer()
+    name = "days_between"
+    inherit_cache = True
+
+
+@compiles(days_between)
+def _days_between_postgresql(element: days_between, compiler: Any, **kw: Any) -> str:
+    later, earlier = list(element.clauses)  # PostgreSQL: date - date is an integer of days
+    return f"({compiler.process(later, **kw)} - {compiler.process(earlier, **kw)})"
+
+
+@compiles(days_between, "sqlite")
+def _days_between_sqlite(element: days_between, compiler: Any, **kw: Any) -> str:
+    later, earlier = list(element.clauses)  # SQLite stores dates as ISO text
+    return (f"CAST(julianday({compiler.process(later, **kw)}) - "
+            f"julianday({compiler.process(earlier, **kw)}) AS INTEGER)")
+
+
+def a_date(day: date) -> ColumnElement[Any]:
+    return literal(day, Date)
+
+
+# ---------------------------------------------------------------- one row per episode
+
+
+def stays(as_of: date, view: ColumnElement[bool], episode_id: UUID | None = None) -> Any:
+    """A subquery: one row per episode admitted by ``as_of`` in the record ``view``
+    (``held_on(day)`` or ``held_now()``), episodes entered in error left out."""
+    p = tables.periods
+    dated = p.c.valid_from <= as_of
+    to = case((or_(p.c.valid_to.is_(None), p.c.valid_to > as_of), a_date(as_of + timedelta(days=1))),
+              else_=p.c.valid_to)
+    per_episode = (
+        select(
+            p.c.episode_id,
+            func.max(p.c.program_code).label("program_code"),
+            func.max(p.c.clinic).label("clinic"),
+            func.min(p.c.valid_from).label("referred_on"),
+            func.min(case((and_(p.c.status == ACTIVE, dated), p.c.valid_from))).label("admitted_on"),
+            func.min(case((and_(p.c.status == FINISHED, dated), p.c.valid_from))).label("discharged_on"),
+            func.sum(case((and_(p.c.status == ONHOLD, dated), days_between(to, p.c.valid_from)),
+                          else_=0)).label("held_days"),
+            func.max(case((p.c.status == IN_ERROR, 1), else_=0)).label("in_error"),
+        )
+        .where(view, *([p.c.episode_id == episode_id] if episode_id else []))
+        .group_by(p.c.episode_id)
+        .subquery()
+    )
+    s = per_episode
+    last_day = func.coalesce(s.c.discharged_on, a_date(as_of))
+    return (
+        select(
+            s.c.episode_id, s.c.program_code, s.c.clinic, s.c.referred_on, s.c.admitted_on,
+            s.c.discharged_on, s.c.held_days,
+            (days_between(last_day, s.c.admitted_on) + 1).label("days"),
+            s.c.discharged_on.is_(None).label("censored"),
+        )
+        .where(s.c.admitted_on.is_not(None), s.c.in_error == 0)
+        .subquery()
+    )
+
+
+# ---------------------------------------------------------------- one episode
+
+
+@dataclass(frozen=True)
+class EpisodeStay:
+    episode_id: UUID
+    as_of: date
+    program_code: str | None
+    referred_on: date | None
+    admitted_on: date | None  # None: not admitted by the as-of date (figures below are None)
+    discharged_on: date | None  # None while open on the as-of date
+    discharge_type: str | None
+    censored: bool  # open on the as-of date: kept out of averages
+    calendar_days: int | None  # last day - admission + 1 (a same-day stay is 1 day)
+    held_days: int | None  # days whose end-of-day status was onhold
+    active_days: int | None  # calendar days - held days
+    treatment_days: int | None  # distinct dates with an attended session
+    weeks: float | None  # calendar days / 7, one decimal
+    target_days: int | None  # the program's target_weeks * 7
+    percent_of_target: float | None  # calendar days / target days * 100, one decimal
+    wait_days: int | None  # referral to admission
+    corrected_since: bool  # today's record tells these figures differently
+
+
+def length_of_stay(
+    connection: Connection, episode_id: UUID, as_of: date, known_on: date | None = None
+) -> EpisodeStay:
+    """One episode's stay on ``as_of``, as the record held it at the end of ``known_on``
+    (by default ``as_of`` itself)."""
+    e, prog = tables.episodes, tables.programs
+    row = connection.execute(
+        select(e.c.discharge_type, prog.c.target_weeks)
+        .select_from(e.outerjoin(prog, prog.c.code == e.c.program_code))
+        .where(e.c.episode_id == episode_id)
+    ).first()
+    if row is None:
+        raise EpisodeNotFound(episode_id)
+    known_on = known_on or as_of
+    then_s = stays(as_of, held_on(known_on), episode_id)
+    now_s = stays(as_of, held_now(), episode_id)
+    then = connection.execute(select(then_s)).mappings().first()
+    now = connection.execute(select(now_s)).mappings().first()
+    figures = ("program_code", "admitted_on", "discharged_on", "held_days", "days")
+    corrected = (then and [then[f] for f in figures]) != (now and [now[f] for f in figures])
+    target_days = row.target_weeks * 7 if row.target_weeks else None
+    if then is None:
+        return EpisodeStay(
+            episode_id=episode_id, as_of=as_of, program_code=None, referred_on=None,
+            admitted_on=None, discharged_on=None, discharge_type=None, censored=False,
+            calendar_days=None, held_days=None, active_days=None, treatment_days=None,
+            weeks=None, target_days=target_days, percent_of_target=None, wait_days=None,
+            corrected_since=corrected,
+        )
+    days, held = int(then["days"]), int(then["held_days"] or 0)
+    return EpisodeStay(
+        episode_id=episode_id, as_of=as_of, program_code=then["program_code"],
+        referred_on=then["referred_on"], admitted_on=then["admitted_on"],
+        discharged_on=then["discharged_on"],
+        discharge_type=row.discharge_type if then["discharged_on"] else None,
+        censored=bool(then["censored"]), calendar_days=days, held_days=held,
+        active_days=days - held,
+        treatment_days=_treatment_days(connection, episode_id, as_of, known_on),
+        weeks=round(days / 7, 1), target_days=target_days,
+        percent_of_target=round(days / target_days * 100, 1) if target_days else None,
+        wait_days=(then["admitted_on"] - then["referred_on"]).days,
+        corrected_since=corrected,
+    )
+
+
+def _treatment_days(connection: Connection, episode_id: UUID, as_of: date, known_on: date) -> int:
+    """Distinct attended dates up to ``as_of``, among the sessions recorded by ``known_on``
+    (rm_audit tells when each session event was recorded)."""
+    s, a = tables.sessions, tables.audit
+    return int(connection.execute(
+        select(func.count(func.distinct(s.c.session_date)))
+        .select_from(s.join(a, and_(a.c.aggregate_id == s.c.episode_id, a.c.version == s.c.version)))
+        .where(s.c.episode_id == episode_id, s.c.outcome == "attended", s.c.session_date <= as_of,
+               a.c.recorded_at < end_of_day(known_on))
+    ).scalar_one())
+
+
+# ---------------------------------------------------------------- summaries
+
+
+@dataclass(frozen=True)
+class StayFigures:
+    """Figures over the discharged (non-censored) episodes of a group."""
+
+    key: str | None  # program code, discharge type, or None for all episodes
+    count: int  # discharged episodes in the figures
+    censored: int  # episodes still open on the as-of date (not in the figures)
+    median_days: float | None
+    mean_days: float | None  # one decimal
+    median_weeks: float | None  # median days / 7, one decimal
+    mean_weeks: float | None
+    distribution: tuple[tuple[str, int], ...]  # (bin label, episodes), every bin in order
+    target_days: int | None = None  # per program: target_weeks * 7
+    median_percent_of_target: float | None = None  # median days / target days * 100
+
+    def bins(self) -> dict[str, int]:
+        return dict(self.distribution)
+
+
+@dataclass(frozen=True)
+class LengthOfStaySummary:
+    as_of: date
+    known_on: date  # the record as it stood at the end of this day
+    overall: StayFigures
+    by_program: tuple[StayFigures, ...]
+    by_discharge_type: tuple[StayFigures, ...]
+    corrected_since: int  # episodes whose figures for as_of today's record tells differently
+
+
+def length_of_stay_summary(
+    connection: Connection, as_of: date, known_on: date | None = None
+) -> LengthOfStaySummary:
+    known_on = known_on or as_of
+    then = stays(as_of, held_on(known_on), None)
+    e, prog = tables.episodes, tables.programs
+    typed = (
+        select(then, e.c.discharge_type)
+        .select_from(then.join(e, e.c.episode_id == then.c.episode_id))
+        .subquery()
+    )
+    overall = _figures(connection, typed, None)[None]
+    by_program = _figures(connection, typed, typed.c.program_code)
+    by_type = _figures(connection, typed, typed.c.discharge_type, only_discharged=True)
+    targets = dict(connection.execute(select(prog.c.code, prog.c.target_weeks * 7)).all())
+    programs = []
+    for code, figures in sorted(by_program.items(), key=lambda kv: kv[0] or ""):
+        target = targets.get(code)
+        percent = (round(figures.median_days / target * 100, 1)
+                   if target and figures.median_days is not None else None)
+        programs.append(StayFigures(**{**figures.__dict__, "target_days": target,
+                                       "median_percent_of_target": percent}))
+    return LengthOfStaySummary(
+        as_of=as_of, known_on=known_on, overall=overall, by_program=tuple(programs),
+        by_discharge_type=tuple(v for _, v in sorted(by_type.items(), key=lambda kv: kv[0] or "")),
+        corrected_since=corrected_since(connection, as_of, known_on),
+    )
+
+
+def _figures(
+    connection: Connection, stays_: Any, key: Any, only_discharged: bool = False
+) -> dict[Any, StayFigures]:
+    """Count, censored, mean, median and bins of ``days`` per ``key`` (None: one group)."""
+    keys = [key.label("key")] if key is not None else []
+    done = stays_.c.censored.is_(False)
+    label = case(*[(stays_.c.days < upper, name) for name, _, upper in BINS if upper],
+                 else_=BINS[-1][0])
+    ranked = select(
+        *keys, stays_.c.days, done.label("done"), label.label("bin"),
+        # The median, portably: number the discharged stays in order of length; the middle
+        # one (or two) have 2 * row number between n and n + 2.
+        func.row_number().over(partition_by=key, order_by=(stays_.c.censored, stays_.c.days))
+        .label("rn"),
+        func.sum(case((done, 1), else_=0)).over(partition_by=key).label("n"),
+    )
+    if only_discharged:
+        ranked = ranked.where(done)
+    r = ranked.subquery()
+    by = [r.c.key] if keys else []
+
+    def grouped(*columns: Any, where: Any = None) -> list[Any]:
+        query = select(*by, *columns).group_by(*by)
+        return list(connection.execute(query if where is None else query.where(where)))
+
+    groups = {(row[0] if by else None): row[len(by):] for row in grouped(
+        func.count(), func.sum(case((r.c.done, 0), else_=1)),
+        func.avg(case((r.c.done, r.c.days))))}
+    if not by:
+        groups.setdefault(None, (0, 0, None))
+    middle = and_(r.c.done, r.c.rn * 2 >= r.c.n, r.c.rn * 2 <= r.c.n + 2)
+    medians = {(row[0] if by else None): row[-1] for row in grouped(func.avg(r.c.days), where=middle)}
+    bins: dict[Any, dict[str, int]] = {}
+    for row in connection.execute(
+        select(*by, r.c.bin, func.count()).where(r.c.done).group_by(*by, r.c.bin)
+    ):
+        bins.setdefault(row[0] if by else None, {})[row[-2]] = row[-1]
+    result = {}
+    for k, (n, censored, mean) in groups.items():
+        median = float(medians[k]) if medians.get(k) is not None else None
+        result[k] = StayFigures(
+            key=k, count=n - int(censored or 0), censored=int(censored or 0),
+            median_days=median,
+            mean_days=round(float(mean), 1) if mean is not None else None,
+            median_weeks=round(median / 7, 1) if median is not None else None,
+            mean_weeks=round(float(mean) / 7, 1) if mean is not None else None,
+            distribution=tuple((name, bins.get(k, {}).get(name, 0)) for name, _, _ in BINS),
+        )
+    return result
+
+
+def corrected_since(connection: Connection, as_of: date, known_on: date) -> int:
+    """Episodes whose stay figures on ``as_of`` differ between the record at the end of
+    ``known_on`` and today's record (appeared, disappeared, or changed)."""
+    def figures(view: ColumnElement[bool]) -> Any:
+        s = stays(as_of, view)
+        return select(s.c.episode_id, s.c.program_code, s.c.admitted_on, s.c.discharged_on,
+                      s.c.held_days)
+    then, now = figures(held_on(known_on)), figures(held_now())
+    changed = union(except_(then, now), except_(now, then)).subquery()
+    return int(connection.execute(
+        select(func.count(func.distinct(changed.c.episode_id)))
+    ).scalar_one())
+
+
+# ---------------------------------------------------------------- referral to admission
+
+
+@dataclass(frozen=True)
+class ReferralWait:
+    program_code: str | None
+    count: int  # episodes admitted by the as-of date
+    median_days: float | None
+    mean_days: float | None  # one decimal
+
+
+def referral_to_admission_wait(
+    connection: Connection, as_of: date, known_on: date | None = None
+) -> tuple[ReferralWait, ...]:
+    """Admission date - referral date, in days, per program, over episodes admitted by
+    ``as_of`` (open ones too: the wait is complete at admission)."""
+    s = stays(as_of, held_on(known_on or as_of))
+    waits = select(s.c.program_code, days_between(s.c.admitted_on, s.c.referred_on).label("days"),
+                   literal(False).label("censored")).subquery()
+    figures = _figures(connection, waits, waits.c.program_code)
+    return tuple(
+        ReferralWait(program_code=k, count=f.count, median_days=f.median_days, mean_days=f.mean_days)
+        for k, f in sorted(figures.items(), key=lambda kv: kv[0] or "")
+    )
+
+
+class StayQueries:
+    """Mixed into :class:`projections.ReadModels`."""
+
+    def length_of_stay(
+        self, episode_id: UUID, as_of: date | None = None, known_on: date | None = None
+    ) -> EpisodeStay:
+        """One episode's length of stay on ``as_of`` (default today), as the record held it
+        at the end of ``known_on`` (default: ``as_of``)."""
+        with self.connect() as connection:  # type: ignore[attr-defined]
+            return length_of_stay(connection, episode_id, as_of or self.today(), known_on)  # type: ignore[attr-defined]
+
+    def length_of_stay_summary(
+        self, as_of: date | None = None, known_on: date | None = None
+    ) -> LengthOfStaySummary:
+        """Median, mean and distribution of stays per program and per discharge type."""
+        with self.connect() as connection:  # type: ignore[attr-defined]
+            return length_of_stay_summary(connection, as_of or self.today(), known_on)  # type: ignore[attr-defined]
+
+    def referral_to_admission_wait(
+        self, as_of: date | None = None, known_on: date | None = None
+    ) -> tuple[ReferralWait, ...]:
+        """Days from referral to admission, median and mean per program."""
+        with self.connect() as connection:  # type: ignore[attr-defined]
+            return referral_to_admission_wait(connection, as_of or self.today(), known_on)  # type: ignore[attr-defined]

@@ -1,0 +1,238 @@
+"""Utilization review: what the payers authorized, what was used, and what is due.
+
+Conventions (docs/projections/utilization.md has the sources):
+
+* an authorization covers ``start_on``..``end_on``, both days included;
+* used: for unit ``days``, distinct days with an attended session in that range; for
+  ``sessions`` and ``units``, attended sessions in that range (one billing unit per attended
+  session: the events carry no unit counts);
+* ``remaining`` never goes below zero: use beyond the authorized amount shows as ``over_by``;
+* "in care" on a date means active or on hold at the end of that day, by today's record;
+* recertification (Medicare IOP): admission + 60 days, then every 60 days.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Connection, and_, func, select, tuple_
+
+from episodes.errors import EpisodeNotFound
+from projections import tables
+from projections.queries.common import held_now, valid_at_end_of
+from projections.queries.status import RECERTIFICATION_INTERVAL
+
+IN_CARE = ("active", "onhold")
+
+
+@dataclass(frozen=True)
+class AuthorizationUse:
+    episode_id: UUID
+    version: int  # the AuthorizationRecorded event's version: its identity within the episode
+    payer: str
+    unit: str  # days | sessions | units
+    authorized: int
+    start_on: date
+    end_on: date
+    next_review_on: date | None
+    reference: str | None
+    used: int
+    remaining: int  # authorized - used, never below 0
+    over_by: int  # used - authorized when more was used than authorized, else 0
+
+    def covers(self, day: date) -> bool:
+        return self.start_on <= day <= self.end_on
+
+
+@dataclass(frozen=True)
+class EpisodeUtilization:
+    episode_id: UUID
+    on: date
+    authorizations: tuple[AuthorizationUse, ...]  # by start date
+    authorized_on: bool  # some authorization's range contains ``on``
+    next_review_on: date | None  # earliest next review on or after ``on``
+    recertification_due: date | None  # None unless in care (admitted, not discharged) on ``on``
+
+
+@dataclass(frozen=True)
+class ExpiringAuthorization:
+    authorization: AuthorizationUse
+    patient_ref: str
+    status: str  # on the date asked about: active | onhold
+    program_code: str | None
+    clinic: str | None
+    days_left: int  # end_on - the date asked about (0: ends that day)
+    renewed: bool  # another authorization of the episode ends later
+
+
+@dataclass(frozen=True)
+class UnauthorizedEpisode:
+    episode_id: UUID
+    patient_ref: str
+    status: str  # on the date asked about: active | onhold
+    program_code: str | None
+    clinic: str | None
+    last_authorized_until: date | None  # latest end before the date: lapsed since the day after
+    next_authorized_from: date | None  # earliest start after the date: a gap, not a lapse
+
+
+def _uses(connection: Connection, *where: Any) -> list[AuthorizationUse]:
+    """Authorizations with what was used of them, counted in SQL (one row per authorization)."""
+    a, s = tables.authorizations, tables.sessions
+    in_range = and_(
+        s.c.episode_id == a.c.episode_id, s.c.outcome == "attended",
+        s.c.session_date >= a.c.start_on, s.c.session_date <= a.c.end_on,
+    )
+    rows = connection.execute(
+        select(a, func.count(s.c.session_date.distinct()).label("days"),
+               func.count(s.c.version).label("sessions"))
+        .select_from(a.outerjoin(s, in_range))
+        .where(*where)
+        .group_by(*a.c)
+        .order_by(a.c.episode_id, a.c.start_on, a.c.version)
+    ).mappings().all()
+    return [_use(row) for row in rows]
+
+
+def _use(row: Any) -> AuthorizationUse:
+    used = row["days"] if row["unit"] == "days" else row["sessions"]
+    return AuthorizationUse(
+        episode_id=row["episode_id"], version=row["version"], payer=row["payer"], unit=row["unit"],
+        authorized=row["authorized"], start_on=row["start_on"], end_on=row["end_on"],
+        next_review_on=row["next_review_on"], reference=row["reference"], used=used,
+        remaining=max(row["authorized"] - used, 0), over_by=max(used - row["authorized"], 0),
+    )
+
+
+def recertification_due(admitted_on: date | None, discharged_on: date | None, on: date) -> date | None:
+    """The first of admission + 60, + 120, ... on or after ``on``, while in care on ``on``."""
+    if admitted_on is None or on < admitted_on or (discharged_on is not None and discharged_on <= on):
+        return None
+    days = RECERTIFICATION_INTERVAL.days
+    periods = max(-(-(on - admitted_on).days // days), 1)  # ceiling, and never the admission day
+    return admitted_on + RECERTIFICATION_INTERVAL * periods
+
+
+def authorization_use(connection: Connection, episode_id: UUID) -> tuple[AuthorizationUse, ...]:
+    return tuple(_uses(connection, tables.authorizations.c.episode_id == episode_id))
+
+
+def episode_utilization(connection: Connection, episode_id: UUID, on: date) -> EpisodeUtilization:
+    e = tables.episodes
+    episode = connection.execute(
+        select(e.c.admitted_on, e.c.discharged_on).where(e.c.episode_id == episode_id)
+    ).first()
+    if episode is None:
+        raise EpisodeNotFound(episode_id)
+    uses = authorization_use(connection, episode_id)
+    reviews = [u.next_review_on for u in uses if u.next_review_on is not None and u.next_review_on >= on]
+    return EpisodeUtilization(
+        episode_id=episode_id, on=on, authorizations=uses,
+        authorized_on=any(u.covers(on) for u in uses),
+        next_review_on=min(reviews, default=None),
+        recertification_due=recertification_due(episode.admitted_on, episode.discharged_on, on),
+    )
+
+
+def _in_care_on(on: date, program_code: str | None) -> Any:
+    """rm_periods rows of episodes in care at the end of ``on``, by today's record."""
+    p = tables.periods
+    where = [held_now(), valid_at_end_of(on), p.c.status.in_(IN_CARE)]
+    if program_code is not None:
+        where.append(p.c.program_code == program_code)
+    return (
+        select(p.c.episode_id, p.c.status, p.c.program_code, p.c.clinic)
+        .where(*where)
+        .subquery("in_care")
+    )
+
+
+def authorizations_expiring(
+    connection: Connection, on: date, within_days: int, program_code: str | None = None
+) -> tuple[ExpiringAuthorization, ...]:
+    """Authorizations ending ``on``..``on + within_days`` of episodes in care on ``on``."""
+    a, e = tables.authorizations, tables.episodes
+    in_care = _in_care_on(on, program_code)
+    later = tables.authorizations.alias("later")
+    rows = connection.execute(
+        select(a.c.episode_id, a.c.version, e.c.patient_ref, in_care.c.status, in_care.c.program_code,
+               in_care.c.clinic,
+               select(later.c.version).where(later.c.episode_id == a.c.episode_id,
+                                             later.c.end_on > a.c.end_on).exists().label("renewed"))
+        .select_from(a.join(in_care, in_care.c.episode_id == a.c.episode_id)
+                     .join(e, e.c.episode_id == a.c.episode_id))
+        .where(a.c.end_on >= on, a.c.end_on <= on + timedelta(days=within_days))
+    ).all()
+    if not rows:
+        return ()
+    found = {(r.episode_id, r.version): r for r in rows}
+    uses = _uses(connection, tuple_(a.c.episode_id, a.c.version).in_(list(found)))
+    expiring = [
+        ExpiringAuthorization(
+            authorization=u, patient_ref=r.patient_ref, status=r.status, program_code=r.program_code,
+            clinic=r.clinic, days_left=(u.end_on - on).days, renewed=bool(r.renewed),
+        )
+        for u in uses
+        for r in (found[(u.episode_id, u.version)],)
+    ]
+    return tuple(sorted(expiring, key=lambda x: (x.authorization.end_on, x.patient_ref, x.authorization.version)))
+
+
+def in_care_without_authorization(
+    connection: Connection, on: date, program_code: str | None = None
+) -> tuple[UnauthorizedEpisode, ...]:
+    """Episodes in care on ``on`` with no authorization whose range contains ``on``."""
+    a, e = tables.authorizations, tables.episodes
+    in_care = _in_care_on(on, program_code)
+    mine = a.c.episode_id == in_care.c.episode_id
+    covering = select(a.c.version).where(mine, a.c.start_on <= on, a.c.end_on >= on).exists()
+    rows = connection.execute(
+        select(in_care, e.c.patient_ref,
+               select(func.max(a.c.end_on)).where(mine, a.c.end_on < on).scalar_subquery()
+               .label("last_until"),
+               select(func.min(a.c.start_on)).where(mine, a.c.start_on > on).scalar_subquery()
+               .label("next_from"))
+        .select_from(in_care.join(e, e.c.episode_id == in_care.c.episode_id))
+        .where(~covering)
+        .order_by(e.c.patient_ref, in_care.c.episode_id)
+    ).mappings().all()
+    return tuple(
+        UnauthorizedEpisode(
+            episode_id=r["episode_id"], patient_ref=r["patient_ref"], status=r["status"],
+            program_code=r["program_code"], clinic=r["clinic"],
+            last_authorized_until=r["last_until"], next_authorized_from=r["next_from"],
+        )
+        for r in rows
+    )
+
+
+class UtilizationQueries:
+    """Mixed into :class:`projections.ReadModels`."""
+
+    def authorization_use(self, episode_id: UUID) -> tuple[AuthorizationUse, ...]:
+        """Each authorization of the episode: authorized, used, remaining, over by."""
+        with self.connect() as connection:  # type: ignore[attr-defined]
+            return authorization_use(connection, episode_id)
+
+    def utilization(self, episode_id: UUID, on: date | None = None) -> EpisodeUtilization:
+        """Authorizations with their use, whether ``on`` (today) is covered, next review and
+        recertification dates."""
+        with self.connect() as connection:  # type: ignore[attr-defined]
+            return episode_utilization(connection, episode_id, on or self.today())  # type: ignore[attr-defined]
+
+    def authorizations_expiring(
+        self, within_days: int = 14, on: date | None = None, program_code: str | None = None
+    ) -> tuple[ExpiringAuthorization, ...]:
+        """Authorizations of in-care episodes that end within ``within_days`` of ``on`` (today)."""
+        with self.connect() as connection:  # type: ignore[attr-defined]
+            return authorizations_expiring(connection, on or self.today(), within_days, program_code)  # type: ignore[attr-defined]
+
+    def in_care_without_authorization(
+        self, on: date | None = None, program_code: str | None = None
+    ) -> tuple[UnauthorizedEpisode, ...]:
+        """Episodes active or on hold on ``on`` (today) that no authorization covers that day."""
+        with self.connect() as connection:  # type: ignore[attr-defined]
+            return in_care_without_authorization(connection, on or self.today(), program_code)  # type: ignore[attr-defined]
