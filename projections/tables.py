@@ -169,6 +169,7 @@ audit = Table(
     Index("rm_audit_aggregate", "aggregate_id", "version"),
     Index("rm_audit_actor", "actor_id", "recorded_at"),
     Index("rm_audit_recorded", "recorded_at"),
+    Index("rm_audit_patient", "patient_ref", "position"),  # per-patient audit reports
 )
 
 READ_MODELS = (programs, episodes, periods, sessions, outcomes, authorizations, audit)
