@@ -18,10 +18,13 @@ from sqlalchemy import Connection, Engine
 from episodes.application import Episodes
 from episodes.clock import Clock, SystemClock
 from projections.projector import Projector
+from projections.queries.attendance import AttendanceQueries
+from projections.queries.audit import AuditQueries
+from projections.queries.intensity import IntensityQueries
 from projections.queries.status import StatusQueries
 
 
-class ReadModels(StatusQueries):
+class ReadModels(StatusQueries, IntensityQueries, AttendanceQueries, AuditQueries):
     def __init__(self, app: Episodes):
         self.app = app
         self.engine: Engine = app.recorder.datastore.engine  # type: ignore[attr-defined]

@@ -7,7 +7,8 @@ weeks without any session included, and one classification:
 
 * ``partial`` - the episode was in care fewer than the 7 days of the week (the admission
   week, the discharge week, or the unfinished as-of week): not judged;
-* ``on-hold`` - every day of the week fell in an on-hold period: not judged;
+* ``on-hold`` - every day of the week fell in an on-hold period, or some did and the hours are
+  under the minimum (a hold takes days out of the week): not judged;
 * ``meets`` - attended minutes >= minimum hours x 60;
 * ``taper`` - below the minimum in one of the first ``taper_allowance`` (default 2) calendar
   weeks of a taper (payer guidance: one or two step-down taper weeks still count as IOP);
@@ -25,7 +26,7 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from uuid import UUID
 
-from sqlalchemy import Connection, Date, Integer, and_, func, literal, or_, select, union_all
+from sqlalchemy import Connection, Date, Integer, and_, exists, func, literal, or_, select, union_all
 
 from episodes.errors import EpisodeNotFound
 from projections import tables
@@ -151,6 +152,8 @@ def classify(
         return ON_HOLD
     if minutes >= minimum * 60:
         return MEETS
+    if days_on_hold:
+        return ON_HOLD  # a hold took days out of the week: under the minimum is no violation
     if taper_week is not None and (taper_allowance is None or taper_week <= taper_allowance):
         return TAPER
     return BELOW
@@ -239,8 +242,9 @@ def below_minimum(
 
     SQL does the heavy part: one GROUP BY over the window's attended sessions, joined to the
     episodes in care all seven days of each week (so partial weeks never appear) and their
-    program's minimum, keeping the weeks under it.  Only those candidates are then checked
-    against their holds and tapers, with the same rules as :func:`episode_intensity`.
+    program's minimum, keeping the weeks under it and dropping weeks one hold covers.  Only
+    candidates of episodes with a hold or a taper are then checked in Python against their
+    periods, with the same rules as :func:`episode_intensity`.
     """
     if weeks < 1:
         return []
@@ -269,10 +273,20 @@ def below_minimum(
         e.c.admitted_on <= window.c.monday,
         or_(e.c.discharged_on.is_(None), e.c.discharged_on >= window.c.sunday),
     )
+    per = tables.periods
+    held = and_(per.c.episode_id == e.c.episode_id, per.c.recorded_to.is_(None))
+    # One hold period covering the whole week: certainly on-hold, dropped in SQL already.
+    whole_week_on_hold = exists().where(
+        held, per.c.status == "onhold", per.c.valid_from <= window.c.monday,
+        or_(per.c.valid_to.is_(None), per.c.valid_to > window.c.sunday),
+    )
+    # Any hold or taper at all: the rows of those episodes get the full check below.
+    holds_or_tapers = exists().where(held, or_(per.c.status == "onhold", per.c.tapering.is_(True)))
     query = (
         select(e.c.episode_id, e.c.program_code, e.c.admitted_on, e.c.discharged_on,
                window.c.iso_year, window.c.iso_week, window.c.monday,
-               minutes.label("minutes"), p.c.minimum_weekly_hours)
+               minutes.label("minutes"), p.c.minimum_weekly_hours,
+               holds_or_tapers.label("needs_check"))
         .select_from(
             e.join(p, p.c.code == e.c.program_code)
             .join(window, in_care_all_week)
@@ -280,25 +294,34 @@ def below_minimum(
                                     totals.c.iso_year == window.c.iso_year,
                                     totals.c.iso_week == window.c.iso_week))
         )
-        .where(e.c.status.notin_(EXCLUDED_STATUSES), minutes < p.c.minimum_weekly_hours * 60)
+        .where(e.c.status.notin_(EXCLUDED_STATUSES), minutes < p.c.minimum_weekly_hours * 60,
+               ~whole_week_on_hold)
         .order_by(window.c.monday, e.c.episode_id)
     )
     candidates = connection.execute(query).all()
-    periods = _periods(connection, list(dict.fromkeys(r.episode_id for r in candidates)))
+    # A full week in care, under the minimum, without hold or taper is below: no more to check.
+    # The others go through the same rules as an episode's own weeks.
+    to_check = list(dict.fromkeys(r.episode_id for r in candidates if r.needs_check))
+    periods = _periods(connection, to_check)
+    cares: dict[UUID, _Care] = {}
     result = []
     for r in candidates:
-        through = min(r.discharged_on, as_of) if r.discharged_on else as_of
-        care = _Care(r.admitted_on, through, periods[r.episode_id])
-        days = care.days_in_care(r.monday)
         minimum = Decimal(r.minimum_weekly_hours)
-        verdict = classify(int(r.minutes), minimum, len(days), care.days_on_hold(days),
-                           care.taper_week(r.monday), taper_allowance)
-        if verdict == BELOW:
-            result.append(BelowMinimumWeek(
-                episode_id=r.episode_id, program_code=r.program_code, iso_year=r.iso_year,
-                iso_week=r.iso_week, week_start=r.monday, minutes=int(r.minutes),
-                hours=hours_of(int(r.minutes)), minimum_weekly_hours=minimum,
-            ))
+        if r.needs_check:
+            care = cares.get(r.episode_id)
+            if care is None:
+                through = min(r.discharged_on, as_of) if r.discharged_on else as_of
+                care = cares[r.episode_id] = _Care(r.admitted_on, through, periods[r.episode_id])
+            days = care.days_in_care(r.monday)
+            verdict = classify(int(r.minutes), minimum, len(days), care.days_on_hold(days),
+                               care.taper_week(r.monday), taper_allowance)
+            if verdict != BELOW:
+                continue
+        result.append(BelowMinimumWeek(
+            episode_id=r.episode_id, program_code=r.program_code, iso_year=r.iso_year,
+            iso_week=r.iso_week, week_start=r.monday, minutes=int(r.minutes),
+            hours=hours_of(int(r.minutes)), minimum_weekly_hours=minimum,
+        ))
     return result
 
 
