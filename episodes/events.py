@@ -117,7 +117,11 @@ class IntakeCompleted(EpisodeEvent):
 
 
 class Waitlisted(EpisodeEvent):
-    program_code: str | None = None
+    program_code: str | None = None  # the program the patient waits for, when known
+
+    def evolve(self, state: EpisodeState) -> EpisodeState:
+        waiting = super().evolve(state)
+        return replace(waiting, program_code=self.program_code) if self.program_code else waiting
 
 
 class ReferralCancelled(EpisodeEvent):

@@ -20,11 +20,15 @@ from episodes.clock import Clock, SystemClock
 from projections.projector import Projector
 from projections.queries.attendance import AttendanceQueries
 from projections.queries.audit import AuditQueries
+from projections.queries.census import CensusQueries
 from projections.queries.intensity import IntensityQueries
 from projections.queries.status import StatusQueries
+from projections.queries.stay import StayQueries
 
 
-class ReadModels(StatusQueries, IntensityQueries, AttendanceQueries, AuditQueries):
+class ReadModels(
+    StatusQueries, StayQueries, CensusQueries, IntensityQueries, AttendanceQueries, AuditQueries
+):
     def __init__(self, app: Episodes):
         self.app = app
         self.engine: Engine = app.recorder.datastore.engine  # type: ignore[attr-defined]

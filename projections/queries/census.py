@@ -85,7 +85,8 @@ def census(connection: Connection, on: date) -> Census:
 def _active_on(connection: Connection, on: date, view: Any) -> list[Any]:
     p = tables.periods
     return list(connection.execute(
-        select(p.c.program_code, p.c.clinic, p.c.level_code, func.count(func.distinct(p.c.episode_id)))
+        select(p.c.program_code, p.c.clinic, p.c.level_code,
+               func.count(func.distinct(p.c.episode_id)))
         .where(p.c.status == ACTIVE, valid_at_end_of(on), view, _not_in_error(view))
         .group_by(p.c.program_code, p.c.clinic, p.c.level_code)
     ))
@@ -110,11 +111,18 @@ def admissions_and_discharges(
     end-of-day census.  By today's record, or as the record stood at the end of ``known_on``."""
     p = tables.periods
     view = _record(known_on)
-    only = [view, _not_in_error(view)] + ([p.c.program_code == program_code] if program_code else [])
+    only = [view, _not_in_error(view)]
+    if program_code is not None:
+        only.append(p.c.program_code == program_code)
+    # Only an episode with an active or finished period beginning in the range can have been
+    # admitted or discharged in it; its admission is its earliest active period, wherever.
+    q = tables.periods.alias("starting")
+    starting = select(q.c.episode_id).where(
+        q.c.status.in_((ACTIVE, FINISHED)), q.c.valid_from >= start, q.c.valid_from <= end)
     per_episode = (
         select(func.min(case((p.c.status == ACTIVE, p.c.valid_from))).label("admitted_on"),
                func.min(case((p.c.status == FINISHED, p.c.valid_from))).label("discharged_on"))
-        .where(*only).group_by(p.c.episode_id).subquery()
+        .where(p.c.episode_id.in_(starting), *only).group_by(p.c.episode_id).subquery()
     )
     admissions = _per_day(connection, per_episode.c.admitted_on, start, end)
     discharges = _per_day(connection, per_episode.c.discharged_on, start, end)
@@ -134,16 +142,13 @@ def admissions_and_discharges(
     return tuple(flows)
 
 
-def _per_day(connection: Connection, column: Any, start: date, end: date, *where: Any) -> dict[date, int]:
+def _per_day(
+    connection: Connection, column: Any, start: date, end: date, *where: Any
+) -> dict[date, int]:
     rows = connection.execute(
         select(column, func.count()).where(column >= start, column <= end, *where).group_by(column)
     )
-    return {_as_date(day): n for day, n in rows}
-
-
-def _as_date(value: Any) -> date:
-    # A date column read through a subquery comes back as a date; SQLite text is parsed just in case.
-    return value if isinstance(value, date) else date.fromisoformat(value)
+    return {day: n for day, n in rows}
 
 
 # ---------------------------------------------------------------- average daily census
@@ -172,12 +177,14 @@ def average_daily_census_by_program(
 ) -> tuple[AverageDailyCensus, ...]:
     rows = _patient_days(connection, start, end, known_on, None, by_program=True)
     codes = set(connection.execute(select(tables.programs.c.code)).scalars()) | set(rows)
-    return tuple(_adc(start, end, code, rows.get(code, 0)) for code in sorted(codes, key=lambda c: c or ""))
+    return tuple(_adc(start, end, code, rows.get(code, 0))
+                 for code in sorted(codes, key=lambda c: c or ""))
 
 
 def _adc(start: date, end: date, program_code: str | None, patient_days: int) -> AverageDailyCensus:
     days = (end - start).days + 1
-    return AverageDailyCensus(start, end, program_code, days, patient_days, round(patient_days / days, 2))
+    average = round(patient_days / days, 2)
+    return AverageDailyCensus(start, end, program_code, days, patient_days, average)
 
 
 def _patient_days(
@@ -217,7 +224,9 @@ class WaitingEpisode:
     days_since_referral: int  # as-of date - referred_on
 
 
-def waitlist(connection: Connection, on: date, known_on: date | None = None) -> tuple[WaitingEpisode, ...]:
+def waitlist(
+    connection: Connection, on: date, known_on: date | None = None
+) -> tuple[WaitingEpisode, ...]:
     """Episodes whose status at the end of ``on`` was ``waitlist``, longest wait first, as the
     record held it at the end of ``known_on`` (default ``on``)."""
     p, e = tables.periods, tables.episodes
@@ -265,7 +274,9 @@ class CensusQueries:
         with self.connect() as connection:  # type: ignore[attr-defined]
             return average_daily_census_by_program(connection, start, end, known_on)
 
-    def waitlist(self, on: date | None = None, known_on: date | None = None) -> tuple[WaitingEpisode, ...]:
+    def waitlist(
+        self, on: date | None = None, known_on: date | None = None
+    ) -> tuple[WaitingEpisode, ...]:
         """The waitlist at the end of ``on`` (default today), longest wait first."""
         with self.connect() as connection:  # type: ignore[attr-defined]
             return waitlist(connection, on or self.today(), known_on)  # type: ignore[attr-defined]

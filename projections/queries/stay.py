@@ -20,7 +20,19 @@ from datetime import date, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, Date, Integer, and_, case, except_, func, literal, or_, select, union
+from sqlalchemy import (
+    Connection,
+    Date,
+    Integer,
+    and_,
+    case,
+    except_,
+    func,
+    literal,
+    or_,
+    select,
+    union,
+)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
@@ -69,26 +81,28 @@ def a_date(day: date) -> ColumnElement[Any]:
 # ---------------------------------------------------------------- one row per episode
 
 
-def stays(as_of: date, view: ColumnElement[bool], episode_id: UUID | None = None) -> Any:
+def stays(as_of: date, view: ColumnElement[bool], *only: ColumnElement[bool]) -> Any:
     """A subquery: one row per episode admitted by ``as_of`` in the record ``view``
-    (``held_on(day)`` or ``held_now()``), episodes entered in error left out."""
+    (``held_on(day)`` or ``held_now()``), episodes entered in error left out; ``only``
+    narrows the periods read (one episode, say)."""
     p = tables.periods
     dated = p.c.valid_from <= as_of
-    to = case((or_(p.c.valid_to.is_(None), p.c.valid_to > as_of), a_date(as_of + timedelta(days=1))),
-              else_=p.c.valid_to)
+    # A period's last day on or before as_of, exclusive: valid_to, or the day after as_of.
+    after = a_date(as_of + timedelta(days=1))
+    to = case((or_(p.c.valid_to.is_(None), p.c.valid_to > as_of), after), else_=p.c.valid_to)
     per_episode = (
         select(
             p.c.episode_id,
             func.max(p.c.program_code).label("program_code"),
             func.max(p.c.clinic).label("clinic"),
             func.min(p.c.valid_from).label("referred_on"),
-            func.min(case((and_(p.c.status == ACTIVE, dated), p.c.valid_from))).label("admitted_on"),
-            func.min(case((and_(p.c.status == FINISHED, dated), p.c.valid_from))).label("discharged_on"),
+            _first(and_(p.c.status == ACTIVE, dated)).label("admitted_on"),
+            _first(and_(p.c.status == FINISHED, dated)).label("discharged_on"),
             func.sum(case((and_(p.c.status == ONHOLD, dated), days_between(to, p.c.valid_from)),
                           else_=0)).label("held_days"),
             func.max(case((p.c.status == IN_ERROR, 1), else_=0)).label("in_error"),
         )
-        .where(view, *([p.c.episode_id == episode_id] if episode_id else []))
+        .where(view, *only)
         .group_by(p.c.episode_id)
         .subquery()
     )
@@ -104,6 +118,11 @@ def stays(as_of: date, view: ColumnElement[bool], episode_id: UUID | None = None
         .where(s.c.admitted_on.is_not(None), s.c.in_error == 0)
         .subquery()
     )
+
+
+def _first(condition: ColumnElement[bool]) -> Any:
+    """The earliest valid_from among the periods that meet ``condition``."""
+    return func.min(case((condition, tables.periods.c.valid_from)))
 
 
 # ---------------------------------------------------------------- one episode
@@ -144,8 +163,8 @@ def length_of_stay(
     if row is None:
         raise EpisodeNotFound(episode_id)
     known_on = known_on or as_of
-    then_s = stays(as_of, held_on(known_on), episode_id)
-    now_s = stays(as_of, held_now(), episode_id)
+    one = tables.periods.c.episode_id == episode_id
+    then_s, now_s = stays(as_of, held_on(known_on), one), stays(as_of, held_now(), one)
     then = connection.execute(select(then_s)).mappings().first()
     now = connection.execute(select(now_s)).mappings().first()
     figures = ("program_code", "admitted_on", "discharged_on", "held_days", "days")
@@ -181,7 +200,8 @@ def _treatment_days(connection: Connection, episode_id: UUID, as_of: date, known
     s, a = tables.sessions, tables.audit
     return int(connection.execute(
         select(func.count(func.distinct(s.c.session_date)))
-        .select_from(s.join(a, and_(a.c.aggregate_id == s.c.episode_id, a.c.version == s.c.version)))
+        .select_from(s.join(a, and_(a.c.aggregate_id == s.c.episode_id,
+                                    a.c.version == s.c.version)))
         .where(s.c.episode_id == episode_id, s.c.outcome == "attended", s.c.session_date <= as_of,
                a.c.recorded_at < end_of_day(known_on))
     ).scalar_one())
@@ -223,91 +243,81 @@ def length_of_stay_summary(
     connection: Connection, as_of: date, known_on: date | None = None
 ) -> LengthOfStaySummary:
     known_on = known_on or as_of
-    then = stays(as_of, held_on(known_on), None)
+    s = stays(as_of, held_on(known_on))
     e, prog = tables.episodes, tables.programs
-    typed = (
-        select(then, e.c.discharge_type)
-        .select_from(then.join(e, e.c.episode_id == then.c.episode_id))
-        .subquery()
-    )
-    overall = _figures(connection, typed, None)[None]
-    by_program = _figures(connection, typed, typed.c.program_code)
-    by_type = _figures(connection, typed, typed.c.discharge_type, only_discharged=True)
+    # One GROUP BY in SQL: how many stays of each length, per program, discharge type and
+    # censoring.  Counts, means, medians and bins of any grouping follow from these few rows.
+    histogram = connection.execute(
+        select(s.c.program_code, e.c.discharge_type, s.c.censored, s.c.days, func.count())
+        .select_from(s.join(e, e.c.episode_id == s.c.episode_id))
+        .group_by(s.c.program_code, e.c.discharge_type, s.c.censored, s.c.days)
+    ).all()
     targets = dict(connection.execute(select(prog.c.code, prog.c.target_weeks * 7)).all())
-    programs = []
-    for code, figures in sorted(by_program.items(), key=lambda kv: kv[0] or ""):
-        target = targets.get(code)
-        percent = (round(figures.median_days / target * 100, 1)
-                   if target and figures.median_days is not None else None)
-        programs.append(StayFigures(**{**figures.__dict__, "target_days": target,
-                                       "median_percent_of_target": percent}))
+
+    def group(index: int | None, discharged_only: bool = False) -> list[StayFigures]:
+        rows: dict[Any, list[tuple[int, bool, int]]] = {} if index is not None else {None: []}
+        for row in histogram:
+            if not (discharged_only and row.censored):
+                rows.setdefault(row[index] if index is not None else None, []).append(
+                    (int(row.days), bool(row.censored), int(row[-1])))
+        return [_figures(k, v, targets.get(k) if index == 0 else None)
+                for k, v in sorted(rows.items(), key=lambda kv: kv[0] or "")]
+
     return LengthOfStaySummary(
-        as_of=as_of, known_on=known_on, overall=overall, by_program=tuple(programs),
-        by_discharge_type=tuple(v for _, v in sorted(by_type.items(), key=lambda kv: kv[0] or "")),
+        as_of=as_of, known_on=known_on, overall=group(None)[0], by_program=tuple(group(0)),
+        by_discharge_type=tuple(group(1, discharged_only=True)),
         corrected_since=corrected_since(connection, as_of, known_on),
     )
 
 
 def _figures(
-    connection: Connection, stays_: Any, key: Any, only_discharged: bool = False
-) -> dict[Any, StayFigures]:
-    """Count, censored, mean, median and bins of ``days`` per ``key`` (None: one group)."""
-    keys = [key.label("key")] if key is not None else []
-    done = stays_.c.censored.is_(False)
-    label = case(*[(stays_.c.days < upper, name) for name, _, upper in BINS if upper],
-                 else_=BINS[-1][0])
-    ranked = select(
-        *keys, stays_.c.days, done.label("done"), label.label("bin"),
-        # The median, portably: number the discharged stays in order of length; the middle
-        # one (or two) have 2 * row number between n and n + 2.
-        func.row_number().over(partition_by=key, order_by=(stays_.c.censored, stays_.c.days))
-        .label("rn"),
-        func.sum(case((done, 1), else_=0)).over(partition_by=key).label("n"),
+    key: Any, histogram: list[tuple[int, bool, int]], target_days: int | None
+) -> StayFigures:
+    """The figures of one group from its (days, censored, episodes) counts."""
+    counts = sorted((days, n) for days, censored, n in histogram if not censored)
+    total = sum(n for _, n in counts)
+    median = mean = None
+    if total:
+        mean = sum(days * n for days, n in counts) / total
+        # The median: the middle stay, or the mean of the two middle ones (1-based positions).
+        lower, upper = (total + 1) // 2, total // 2 + 1
+        seen, middle = 0, []
+        for days, n in counts:
+            seen += n
+            middle += [days for position in (lower, upper) if seen - n < position <= seen]
+        median = (middle[0] + middle[-1]) / 2
+    bins = {name: 0 for name, _, _ in BINS}
+    for days, n in counts:
+        bins[next(name for name, _, high in BINS if high is None or days < high)] += n
+    return StayFigures(
+        key=key, count=total, censored=sum(n for _, censored, n in histogram if censored),
+        median_days=median, mean_days=round(mean, 1) if mean is not None else None,
+        median_weeks=round(median / 7, 1) if median is not None else None,
+        mean_weeks=round(mean / 7, 1) if mean is not None else None,
+        distribution=tuple(bins.items()), target_days=target_days,
+        median_percent_of_target=(round(median / target_days * 100, 1)
+                                  if median is not None and target_days else None),
     )
-    if only_discharged:
-        ranked = ranked.where(done)
-    r = ranked.subquery()
-    by = [r.c.key] if keys else []
-
-    def grouped(*columns: Any, where: Any = None) -> list[Any]:
-        query = select(*by, *columns).group_by(*by)
-        return list(connection.execute(query if where is None else query.where(where)))
-
-    groups = {(row[0] if by else None): row[len(by):] for row in grouped(
-        func.count(), func.sum(case((r.c.done, 0), else_=1)),
-        func.avg(case((r.c.done, r.c.days))))}
-    if not by:
-        groups.setdefault(None, (0, 0, None))
-    middle = and_(r.c.done, r.c.rn * 2 >= r.c.n, r.c.rn * 2 <= r.c.n + 2)
-    medians = {(row[0] if by else None): row[-1] for row in grouped(func.avg(r.c.days), where=middle)}
-    bins: dict[Any, dict[str, int]] = {}
-    for row in connection.execute(
-        select(*by, r.c.bin, func.count()).where(r.c.done).group_by(*by, r.c.bin)
-    ):
-        bins.setdefault(row[0] if by else None, {})[row[-2]] = row[-1]
-    result = {}
-    for k, (n, censored, mean) in groups.items():
-        median = float(medians[k]) if medians.get(k) is not None else None
-        result[k] = StayFigures(
-            key=k, count=n - int(censored or 0), censored=int(censored or 0),
-            median_days=median,
-            mean_days=round(float(mean), 1) if mean is not None else None,
-            median_weeks=round(median / 7, 1) if median is not None else None,
-            mean_weeks=round(float(mean) / 7, 1) if mean is not None else None,
-            distribution=tuple((name, bins.get(k, {}).get(name, 0)) for name, _, _ in BINS),
-        )
-    return result
 
 
 def corrected_since(connection: Connection, as_of: date, known_on: date) -> int:
     """Episodes whose stay figures on ``as_of`` differ between the record at the end of
     ``known_on`` and today's record (appeared, disappeared, or changed)."""
+    # Only an episode with a period recorded or closed after ``known_on`` can differ.
+    cut, q = end_of_day(known_on), tables.periods.alias("touched")
+    touched = tables.periods.c.episode_id.in_(
+        select(q.c.episode_id).where(or_(q.c.recorded_from >= cut, q.c.recorded_to >= cut)))
+
     def figures(view: ColumnElement[bool]) -> Any:
-        s = stays(as_of, view)
+        s = stays(as_of, view, touched)
         return select(s.c.episode_id, s.c.program_code, s.c.admitted_on, s.c.discharged_on,
                       s.c.held_days)
+
     then, now = figures(held_on(known_on)), figures(held_now())
-    changed = union(except_(then, now), except_(now, then)).subquery()
+    # (then EXCEPT now) UNION (now EXCEPT then), each side in a subquery: SQLite refuses
+    # a parenthesised compound select.  EXCEPT compares NULLs as equal, as wanted here.
+    only_then, only_now = except_(then, now).subquery(), except_(now, then).subquery()
+    changed = union(select(only_then.c.episode_id), select(only_now.c.episode_id)).subquery()
     return int(connection.execute(
         select(func.count(func.distinct(changed.c.episode_id)))
     ).scalar_one())
@@ -330,13 +340,17 @@ def referral_to_admission_wait(
     """Admission date - referral date, in days, per program, over episodes admitted by
     ``as_of`` (open ones too: the wait is complete at admission)."""
     s = stays(as_of, held_on(known_on or as_of))
-    waits = select(s.c.program_code, days_between(s.c.admitted_on, s.c.referred_on).label("days"),
-                   literal(False).label("censored")).subquery()
-    figures = _figures(connection, waits, waits.c.program_code)
-    return tuple(
-        ReferralWait(program_code=k, count=f.count, median_days=f.median_days, mean_days=f.mean_days)
-        for k, f in sorted(figures.items(), key=lambda kv: kv[0] or "")
-    )
+    wait = days_between(s.c.admitted_on, s.c.referred_on)
+    rows: dict[Any, list[tuple[int, bool, int]]] = {}
+    for program_code, days, n in connection.execute(
+        select(s.c.program_code, wait, func.count()).group_by(s.c.program_code, wait)
+    ):
+        rows.setdefault(program_code, []).append((int(days), False, int(n)))
+    result = []
+    for code, histogram in sorted(rows.items(), key=lambda kv: kv[0] or ""):
+        f = _figures(code, histogram, None)
+        result.append(ReferralWait(code, f.count, f.median_days, f.mean_days))
+    return tuple(result)
 
 
 class StayQueries:
@@ -348,18 +362,21 @@ class StayQueries:
         """One episode's length of stay on ``as_of`` (default today), as the record held it
         at the end of ``known_on`` (default: ``as_of``)."""
         with self.connect() as connection:  # type: ignore[attr-defined]
-            return length_of_stay(connection, episode_id, as_of or self.today(), known_on)  # type: ignore[attr-defined]
+            day = as_of or self.today()  # type: ignore[attr-defined]
+            return length_of_stay(connection, episode_id, day, known_on)
 
     def length_of_stay_summary(
         self, as_of: date | None = None, known_on: date | None = None
     ) -> LengthOfStaySummary:
         """Median, mean and distribution of stays per program and per discharge type."""
         with self.connect() as connection:  # type: ignore[attr-defined]
-            return length_of_stay_summary(connection, as_of or self.today(), known_on)  # type: ignore[attr-defined]
+            day = as_of or self.today()  # type: ignore[attr-defined]
+            return length_of_stay_summary(connection, day, known_on)
 
     def referral_to_admission_wait(
         self, as_of: date | None = None, known_on: date | None = None
     ) -> tuple[ReferralWait, ...]:
         """Days from referral to admission, median and mean per program."""
         with self.connect() as connection:  # type: ignore[attr-defined]
-            return referral_to_admission_wait(connection, as_of or self.today(), known_on)  # type: ignore[attr-defined]
+            day = as_of or self.today()  # type: ignore[attr-defined]
+            return referral_to_admission_wait(connection, day, known_on)
