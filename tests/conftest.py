@@ -126,6 +126,14 @@ def any_app(database_url: str, clock: FixedClock) -> Iterator[Episodes]:
 
 
 @pytest.fixture
+def other_app(any_app: Episodes, database_url: str, clock: FixedClock) -> Iterator[Episodes]:
+    """A second application on the same database: another web worker or another process."""
+    application = Episodes(database_url, clock=clock)
+    yield application
+    application.close()
+
+
+@pytest.fixture
 def projected(sqlite_url: str, clock: FixedClock):
     """The application with inline read models, on an SQLite file."""
     from projections import ProjectedEpisodes

@@ -61,3 +61,20 @@ def define_program_once(app: Episodes, actor: Actor) -> None:
 def attend(app: Episodes, episode: UUID, actor: Actor, on: date, minutes: int = 180, **overrides: Any):
     fields = {"effective_date": on, "kind": "group", "minutes": minutes, "format": "in-person"}
     return app.record_attendance(episode, actor, **{**fields, **overrides})
+
+
+def admitted_on(app: Episodes, actor: Actor, day: date, **admission: Any) -> UUID:
+    """A referral a week before ``day``, the intake the next day, the admission on ``day``."""
+    define_program_once(app, actor)
+    episode = refer(app, actor, day - timedelta(days=7))
+    complete_intake(app, episode, actor, day - timedelta(days=6))
+    admit(app, episode, actor, day, **admission)
+    return episode
+
+
+def count_event_rows(app: Episodes) -> int:
+    """Rows in the events table, counted with raw SQL (not through the library)."""
+    from sqlalchemy import text
+
+    with app.recorder.datastore.engine.connect() as connection:
+        return connection.execute(text("SELECT COUNT(*) FROM care_episodes_events")).scalar_one()

@@ -6,29 +6,19 @@ The miss run counts unexcused misses since the last attended session, in clinica
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from uuid import UUID
 
 import pytest
 
 from episodes import Episodes
 from projections import ReadModels
-from projections.queries.attendance import AttendanceCounts, AttendanceQueries
-from tests.pathways import admit, attend, complete_intake, define_program_once, refer
+from projections.queries.attendance import AttendanceCounts
+from tests.pathways import admitted_on, attend
 
 D = date.fromisoformat
 
 
-class _Reads(ReadModels, AttendanceQueries):
-    pass
-
-
-def admitted_on(app: Episodes, actor, day: date, **admission) -> UUID:
-    define_program_once(app, actor)
-    episode = refer(app, actor, day - timedelta(days=7))
-    complete_intake(app, episode, actor, day - timedelta(days=6))
-    admit(app, episode, actor, day, **admission)
-    return episode
 
 
 def miss(app: Episodes, episode: UUID, actor, on: str, kind: str = "group", excused: bool = False):
@@ -46,7 +36,7 @@ def counts(c: AttendanceCounts) -> tuple[int, int, int, int]:
 
 
 def test_rate_counts_excused_absences_and_leaves_cancellations_out(projected, clinician):
-    reads = _Reads(projected)
+    reads = ReadModels(projected)
     episode = admitted_on(projected, clinician, D("2026-03-02"))
     for day in ("2026-03-02", "2026-03-04", "2026-03-06", "2026-03-09", "2026-03-11"):
         attend(projected, episode, clinician, D(day))  # five groups attended
@@ -84,7 +74,7 @@ def test_rate_counts_excused_absences_and_leaves_cancellations_out(projected, cl
 
 
 def test_a_late_entry_breaks_the_run_where_it_happened(projected, clinician):
-    reads = _Reads(projected)
+    reads = ReadModels(projected)
     episode = admitted_on(projected, clinician, D("2026-03-02"))
     attend(projected, episode, clinician, D("2026-03-02"))
     miss(projected, episode, clinician, "2026-03-04")
@@ -122,7 +112,7 @@ def test_a_late_entry_breaks_the_run_where_it_happened(projected, clinician):
 
 
 def test_voided_and_amended_sessions_count_as_corrected(projected, clinician):
-    reads = _Reads(projected)
+    reads = ReadModels(projected)
     episode = admitted_on(projected, clinician, D("2026-04-06"))
     attend(projected, episode, clinician, D("2026-04-06"))
     wrong_day = attend(projected, episode, clinician, D("2026-04-07"))
@@ -146,7 +136,7 @@ def test_voided_and_amended_sessions_count_as_corrected(projected, clinician):
 
 
 def test_an_episode_without_expected_sessions_has_no_rate(projected, clinician):
-    reads = _Reads(projected)
+    reads = ReadModels(projected)
     episode = admitted_on(projected, clinician, D("2026-04-06"))
     cancel(projected, episode, clinician, "2026-04-06")
     attendance = reads.attendance(episode)
@@ -158,7 +148,7 @@ def test_an_episode_without_expected_sessions_has_no_rate(projected, clinician):
 
 def test_alerts_and_program_rates_across_episodes_on_each_backend(any_projected, clinician):
     app = any_projected
-    reads = _Reads(app)
+    reads = ReadModels(app)
     app.define_program(clinician, code="iop-teen", name="Adolescent IOP", age_band="adolescent")
 
     # Adult IOP, episode A: in March 2 attended, 1 missed, 1 excused; one attended in April.

@@ -8,35 +8,19 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from decimal import Decimal
-from uuid import UUID
 
 from sqlalchemy import select
 
-from episodes import Episodes
 from projections import ReadModels, tables
-from projections.queries.intensity import IntensityQueries, completed_weeks
+from projections.queries.intensity import completed_weeks
 from tests.pathways import (
-    admit,
+    admitted_on,
     attend,
-    complete_intake,
-    define_program_once,
-    refer,
 )
 
 D = date.fromisoformat
 
 
-class _Reads(ReadModels, IntensityQueries):
-    pass
-
-
-def admitted_on(app: Episodes, actor, day: date, **admission) -> UUID:
-    """A referral a week before, the intake the next day, the admission on ``day``."""
-    define_program_once(app, actor)
-    episode = refer(app, actor, day - timedelta(days=7))
-    complete_intake(app, episode, actor, day - timedelta(days=6))
-    admit(app, episode, actor, day, **admission)
-    return episode
 
 
 def table(intensity) -> list[tuple]:
@@ -45,7 +29,7 @@ def table(intensity) -> list[tuple]:
 
 
 def test_an_episode_across_the_new_year_with_partial_first_and_last_weeks(projected, clinician):
-    reads = _Reads(projected)
+    reads = ReadModels(projected)
     # Admitted on Wednesday 2025-12-24 (ISO 2025-W52, Monday 12-22): in care Wed-Sun, 5 days.
     episode = admitted_on(projected, clinician, D("2025-12-24"))
     attend(projected, episode, clinician, D("2025-12-24"))
@@ -90,7 +74,7 @@ def test_an_episode_across_the_new_year_with_partial_first_and_last_weeks(projec
 
 
 def test_taper_weeks_after_a_step_down_are_not_violations_for_two_weeks(projected, clinician):
-    reads = _Reads(projected)
+    reads = ReadModels(projected)
     # Stepped down from partial hospitalization: admitted at 2.5 on Monday 2026-02-02 (W06).
     episode = admitted_on(projected, clinician, D("2026-02-02"), level_of_care="2.5")
     for n in range(5):  # W06: five PHP days of 4 hours
@@ -133,7 +117,7 @@ def test_taper_weeks_after_a_step_down_are_not_violations_for_two_weeks(projecte
 
 
 def test_a_hold_covering_a_whole_week_is_not_judged_but_a_part_week_hold_is(projected, clinician):
-    reads = _Reads(projected)
+    reads = ReadModels(projected)
     episode = admitted_on(projected, clinician, D("2026-03-02"))  # Monday, W10
     for week in (0, 1):  # W10 and W11: Monday, Wednesday and Friday groups
         for offset in (0, 2, 4):
@@ -170,7 +154,7 @@ def test_a_hold_covering_a_whole_week_is_not_judged_but_a_part_week_hold_is(proj
 
 
 def test_voided_and_amended_sessions_count_as_corrected(projected, clinician):
-    reads = _Reads(projected)
+    reads = ReadModels(projected)
     episode = admitted_on(projected, clinician, D("2026-04-06"))  # Monday, W15
     attend(projected, episode, clinician, D("2026-04-06"))
     attend(projected, episode, clinician, D("2026-04-08"))
@@ -192,7 +176,7 @@ def test_voided_and_amended_sessions_count_as_corrected(projected, clinician):
 
 
 def test_missed_and_cancelled_sessions_add_no_hours(projected, clinician):
-    reads = _Reads(projected)
+    reads = ReadModels(projected)
     episode = admitted_on(projected, clinician, D("2026-04-13"))  # Monday, W16
     for day in ("2026-04-13", "2026-04-15", "2026-04-17"):
         attend(projected, episode, clinician, D(day))
@@ -206,7 +190,7 @@ def test_missed_and_cancelled_sessions_add_no_hours(projected, clinician):
 
 
 def test_an_adolescent_program_is_judged_against_six_hours(projected, clinician):
-    reads = _Reads(projected)
+    reads = ReadModels(projected)
     projected.define_program(clinician, code="iop-teen", name="Adolescent IOP",
                              age_band="adolescent")
     episode = admitted_on(projected, clinician, D("2026-05-04"), program_code="iop-teen")  # W19
@@ -223,7 +207,7 @@ def test_an_adolescent_program_is_judged_against_six_hours(projected, clinician)
 
 def test_the_dashboard_lists_violations_across_episodes_on_each_backend(any_projected, clinician):
     app = any_projected
-    reads = _Reads(app)
+    reads = ReadModels(app)
     # Three weeks to look at as of Sunday 2026-03-29: W11 (03-09), W12 (03-16), W13 (03-23).
     steady = admitted_on(app, clinician, D("2026-03-02"))
     for week in range(4):  # W10-W13: three groups each, 540 min -> meets every week

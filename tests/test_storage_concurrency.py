@@ -8,14 +8,13 @@ state, and either records at the next version or says the command no longer hold
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 from uuid import UUID
 
 import pytest
 from eventsourcing.persistence import IntegrityError
-from sqlalchemy import text
 
 from episodes import (
     ActorRole,
@@ -28,22 +27,13 @@ from episodes import (
     SessionKind,
 )
 from episodes.events import SessionAttended
-from tests.pathways import admitted_episode, attend
+from tests.pathways import admitted_episode, attend, count_event_rows
 
 EVENTS_TABLE = "care_episodes_events"
 
 
-@pytest.fixture
-def other_app(any_app: Episodes, database_url: str, clock) -> Iterator[Episodes]:
-    """Another application instance on the same database: another worker or process."""
-    application = Episodes(database_url, clock=clock)
-    yield application
-    application.close()
 
-
-def count_rows(app: Episodes) -> int:
-    with app.recorder.datastore.engine.connect() as conn:
-        return conn.execute(text(f"SELECT COUNT(*) FROM {EVENTS_TABLE}")).scalar_one()
+count_rows = count_event_rows  # raw SQL, not through the library
 
 
 def sessions_in(app: Episodes, episode: UUID) -> list[tuple[int, str, date]]:

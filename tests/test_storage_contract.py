@@ -6,7 +6,6 @@ concurrency half of the contract is in ``test_storage_concurrency.py``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from uuid import NAMESPACE_DNS, NAMESPACE_OID, NAMESPACE_URL, NAMESPACE_X500, UUID, uuid3, uuid5
 
@@ -42,6 +41,7 @@ from tests.pathways import (
     admitted_episode,
     attend,
     complete_intake,
+    count_event_rows,
     define_standard_program,
     refer,
 )
@@ -49,17 +49,8 @@ from tests.pathways import (
 EVENTS_TABLE = "care_episodes_events"
 
 
-@pytest.fixture
-def other_app(any_app: Episodes, database_url: str, clock) -> Iterator[Episodes]:
-    """A second application instance on the same database (another process, another web worker)."""
-    application = Episodes(database_url, clock=clock)
-    yield application
-    application.close()
 
-
-def count_rows(app: Episodes) -> int:
-    with app.recorder.datastore.engine.connect() as conn:
-        return conn.execute(text(f"SELECT COUNT(*) FROM {EVENTS_TABLE}")).scalar_one()
+count_rows = count_event_rows  # raw SQL, not through the library
 
 
 def record_every_kind_of_event(app: Episodes, actor) -> UUID:
