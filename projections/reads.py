@@ -22,12 +22,15 @@ from projections.queries.attendance import AttendanceQueries
 from projections.queries.audit import AuditQueries
 from projections.queries.census import CensusQueries
 from projections.queries.intensity import IntensityQueries
+from projections.queries.outcomes import OutcomeQueries
 from projections.queries.status import StatusQueries
 from projections.queries.stay import StayQueries
+from projections.queries.utilization import UtilizationQueries
 
 
 class ReadModels(
-    StatusQueries, StayQueries, CensusQueries, IntensityQueries, AttendanceQueries, AuditQueries
+    StatusQueries, StayQueries, CensusQueries, IntensityQueries, AttendanceQueries,
+    OutcomeQueries, UtilizationQueries, AuditQueries,
 ):
     def __init__(self, app: Episodes):
         self.app = app

@@ -20,12 +20,8 @@ from sqlalchemy import event, insert
 
 from episodes import Actor, FixedClock
 from projections import ReadModels, tables
-from projections.queries.audit import AuditEntry, AuditQueries, audit_log
+from projections.queries.audit import AuditEntry, audit_log
 from tests.pathways import admit, attend, complete_intake, define_standard_program, refer
-
-
-class _Reads(ReadModels, AuditQueries):
-    pass
 
 
 def at(hh: int, mm: int) -> datetime:
@@ -73,7 +69,7 @@ def record_story(app, clock: FixedClock, clinician: Actor, admin: Actor) -> Stor
                    command_id="ref-1002", correlation_id="import-7")  # 13:40  pos 11  v1
     tick()
     app.mark_entered_in_error(second, admin, reason="Duplicate referral")  # 13:50  pos 12  v2
-    program_id = next(iter(_Reads(app).audit(limit=1))).aggregate_id
+    program_id = next(iter(ReadModels(app).audit(limit=1))).aggregate_id
     return Story(program_id=program_id, first=first, second=second)
 
 
@@ -83,8 +79,8 @@ def story(projected, clock, clinician, admin_actor) -> Story:
 
 
 @pytest.fixture
-def audit_reads(projected) -> _Reads:
-    return _Reads(projected)
+def audit_reads(projected) -> ReadModels:
+    return ReadModels(projected)
 
 
 def positions(rows) -> list[int]:
@@ -324,7 +320,7 @@ def test_jsonl_export_reads_back_one_object_per_line(audit_reads, story):
 
 def test_exports_on_each_backend_give_utc_times(any_projected, clock, clinician, admin_actor):
     story = record_story(any_projected, clock, clinician, admin_actor)
-    reads = _Reads(any_projected)
+    reads = ReadModels(any_projected)
     csv_buffer, jsonl_buffer = io.StringIO(newline=""), io.StringIO()
     # Check both formats write all 12 rows, and CSV reads back as the rows.
     assert reads.export_audit(csv_buffer, format="csv") == 12

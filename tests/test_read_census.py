@@ -10,14 +10,11 @@ from datetime import date, datetime, timedelta, timezone
 from uuid import UUID
 
 from projections import ReadModels
-from projections.queries.census import CensusCount, CensusQueries
+from projections.queries.census import CensusCount
 from tests.pathways import admit, attend, complete_intake, define_standard_program, refer
 
 D = date.fromisoformat
 
-
-class _Reads(ReadModels, CensusQueries):
-    pass
 
 
 @dataclass
@@ -99,7 +96,7 @@ def record_march(app, clock, actor) -> March:
 
 def test_the_census_on_a_day_as_recorded_then_and_as_known_now(any_projected, clock, clinician):
     record_march(any_projected, clock, clinician)
-    reads = _Reads(any_projected)
+    reads = ReadModels(any_projected)
 
     census = reads.census(D("2026-03-10"))
     # Check the end of 03-10 as the record stood then: P1 (its hold not yet recorded), P2, P4,
@@ -126,7 +123,7 @@ def test_the_census_on_a_day_as_recorded_then_and_as_known_now(any_projected, cl
 
 def test_admissions_discharges_and_the_end_of_day_census_per_day(projected, clock, clinician):
     record_march(projected, clock, clinician)
-    flows = _Reads(projected).admissions_and_discharges(D("2026-03-01"), D("2026-03-14"))
+    flows = ReadModels(projected).admissions_and_discharges(D("2026-03-01"), D("2026-03-14"))
 
     # Check by today's record, day by day (census = active at the end of the day):
     # 03-02 P1 in (1); 03-03 P5 (2); 03-04 P2 (3); 03-05 P3 in and out: still 3;
@@ -139,11 +136,11 @@ def test_admissions_discharges_and_the_end_of_day_census_per_day(projected, cloc
     ]
     # Check one program, starting mid-stream: Adult IOP from 03-18, P1 and P2 in care (2);
     # 03-20 P1 discharged (1).
-    iop = _Reads(projected).admissions_and_discharges(D("2026-03-18"), D("2026-03-21"), "iop-adult")
+    iop = ReadModels(projected).admissions_and_discharges(D("2026-03-18"), D("2026-03-21"), "iop-adult")
     assert [(f.day.day, f.admissions, f.discharges, f.census) for f in iop] == [
         (18, 0, 0, 2), (19, 0, 0, 2), (20, 0, 1, 1), (21, 0, 0, 1)]
     # Check as the record stood at the end of 03-10 (the hold not yet known): 4 on 03-10.
-    then = _Reads(projected).admissions_and_discharges(D("2026-03-10"), D("2026-03-10"),
+    then = ReadModels(projected).admissions_and_discharges(D("2026-03-10"), D("2026-03-10"),
                                                        known_on=D("2026-03-10"))
     assert [(f.admissions, f.discharges, f.census) for f in then] == [(0, 0, 4)]
 
@@ -151,7 +148,7 @@ def test_admissions_discharges_and_the_end_of_day_census_per_day(projected, cloc
 def test_average_daily_census_counts_patient_days_at_the_end_of_each_day(
         any_projected, clock, clinician):
     record_march(any_projected, clock, clinician)
-    reads = _Reads(any_projected)
+    reads = ReadModels(any_projected)
 
     # Check March (31 days) by today's record, patient-days per episode:
     # P1 active 03-02..03-09 (8) + 03-13..03-19 (7) = 15; P2 03-04..03-31 = 28; P3 0 (out the
@@ -180,7 +177,7 @@ def test_average_daily_census_counts_patient_days_at_the_end_of_each_day(
 
 def test_the_waitlist_shows_days_waiting_and_the_referral_date(projected, clock, clinician):
     march = record_march(projected, clock, clinician)
-    reads = _Reads(projected)
+    reads = ReadModels(projected)
 
     # Check 03-10: W1 waitlisted 02-25, 3 + 10 = 13 days waiting (referred 02-20: 18 days);
     # W2 waitlisted 03-03: 7 days (referred 03-01: 9 days).  Longest wait first.
@@ -207,7 +204,7 @@ def test_an_episode_entered_in_error_leaves_the_census_from_then_on(projected, c
     clock.set(datetime(2026, 3, 9, 17, tzinfo=timezone.utc))
     projected.mark_entered_in_error(episode, clinician, effective_date="2026-03-09",
                                     reason="a duplicate of another referral")
-    reads = _Reads(projected)
+    reads = ReadModels(projected)
 
     # Check 03-04: the record then held one active episode; today's record holds none.
     census = reads.census(D("2026-03-04"))

@@ -11,14 +11,11 @@ import pytest
 
 from episodes import EpisodeNotFound
 from projections import ReadModels
-from projections.queries.outcomes import DischargeCount, OutcomeQueries, Readmission
+from projections.queries.outcomes import DischargeCount, Readmission
 from tests.pathways import admit, complete_intake, define_standard_program, refer
 
 D = date.fromisoformat
 
-
-class _Reads(ReadModels, OutcomeQueries):
-    pass
 
 
 def programs(app, actor) -> None:
@@ -49,7 +46,7 @@ def measure(app, actor, episode: UUID, on: str, instrument: str, score: int) -> 
 
 
 def test_march_discharge_mix_and_completion_rates(projected, clinician):
-    app, reads = projected, _Reads(projected)
+    app, reads = projected, ReadModels(projected)
     programs(app, clinician)
     stay(app, clinician, "Patient/1", D("2026-02-02"), D("2026-03-02"), "completed")
     stay(app, clinician, "Patient/2", D("2026-02-02"), D("2026-03-31"), "completed")  # last day
@@ -101,7 +98,7 @@ def test_march_discharge_mix_and_completion_rates(projected, clinician):
 
 
 def test_readmissions_within_30_days_across_the_new_year(any_projected, clinician):
-    app, reads = any_projected, _Reads(any_projected)
+    app, reads = any_projected, ReadModels(any_projected)
     programs(app, clinician)
     # A: discharged 2026-01-10, back on 2026-02-09: 21 days to Jan 31 + 9 = day 30 -> counts.
     a = stay(app, clinician, "Patient/A", D("2025-12-01"), D("2026-01-10"))
@@ -145,7 +142,7 @@ def test_readmissions_within_30_days_across_the_new_year(any_projected, clinicia
 
 
 def test_an_amended_score_changes_the_episode_response(projected, clinician):
-    app, reads = projected, _Reads(projected)
+    app, reads = projected, ReadModels(projected)
     programs(app, clinician)
     episode = stay(app, clinician, "Patient/1001", D("2026-02-04"))  # intake 02-03: PHQ-9 18, GAD-7 13
     measure(app, clinician, episode, "2026-03-04", "PHQ-9", 12)
@@ -173,7 +170,7 @@ def test_an_amended_score_changes_the_episode_response(projected, clinician):
 
 
 def test_a_single_measurement_has_no_change_and_an_unknown_episode_is_not_found(projected, clinician):
-    app, reads = projected, _Reads(projected)
+    app, reads = projected, ReadModels(projected)
     programs(app, clinician)
     episode = stay(app, clinician, "Patient/1002", D("2026-02-04"), gad7=None)  # PHQ-9 18 only
 
@@ -188,7 +185,7 @@ def test_a_single_measurement_has_no_change_and_an_unknown_episode_is_not_found(
 
 
 def test_same_day_measurements_count_in_the_order_they_were_recorded(projected, clinician):
-    app, reads = projected, _Reads(projected)
+    app, reads = projected, ReadModels(projected)
     programs(app, clinician)
     episode = stay(app, clinician, "Patient/1003", D("2026-02-04"))  # intake 02-03: PHQ-9 18
     measure(app, clinician, episode, "2026-02-03", "PHQ-9", 17)  # same day as the intake, after it
@@ -207,7 +204,7 @@ def test_same_day_measurements_count_in_the_order_they_were_recorded(projected, 
 
 
 def test_outcome_summary_per_program(any_projected, clinician):
-    app, reads = any_projected, _Reads(any_projected)
+    app, reads = any_projected, ReadModels(any_projected)
     programs(app, clinician)
     # Adult program (intakes carry GAD-7 13 each):
     e1 = stay(app, clinician, "Patient/E1", D("2026-02-04"), phq9=18)

@@ -12,7 +12,6 @@ import pytest
 
 from episodes import EpisodeNotFound
 from projections import ReadModels
-from projections.queries.stay import StayQueries
 from tests.pathways import (
     admit,
     admitted_episode,
@@ -25,9 +24,6 @@ from tests.pathways import (
 D = date.fromisoformat
 TODAY = D("2026-06-01")  # the fixed clock's date
 
-
-class _Reads(ReadModels, StayQueries):
-    pass
 
 
 def end_of(clock, day: str) -> None:
@@ -66,7 +62,7 @@ def test_a_stay_with_a_hold_counts_calendar_active_and_treatment_days(any_projec
     app.record_absence(episode, clinician, effective_date="2026-02-27", kind="group", minutes=180)
     discharge(app, episode, clinician, "2026-03-06")
 
-    stay = _Reads(app).length_of_stay(episode, TODAY)
+    stay = ReadModels(app).length_of_stay(episode, TODAY)
 
     # Check the dates and the calendar days: 2026-02-04 to 2026-03-06 is 24 days to the end of
     # February + 6 = 30 days apart, + 1 for the admission day = 31.
@@ -87,7 +83,7 @@ def test_a_stay_with_a_hold_counts_calendar_active_and_treatment_days(any_projec
     # Check the same episode asked on a day inside the hold: open, so censored at 2026-02-18:
     # 02-04 .. 02-18 = 14 + 1 = 15 days, held 02-13 .. 02-18 = 18 - 13 + 1 = 6, active 9;
     # treatment days up to then: 02-04, 02-06, 02-09, 02-13 = 4.
-    during = _Reads(app).length_of_stay(episode, D("2026-02-18"), known_on=TODAY)
+    during = ReadModels(app).length_of_stay(episode, D("2026-02-18"), known_on=TODAY)
     assert (during.censored, during.discharged_on, during.discharge_type) == (True, None, None)
     assert (during.calendar_days, during.held_days, during.active_days) == (15, 6, 9)
     assert during.treatment_days == 4
@@ -97,7 +93,7 @@ def test_a_same_day_stay_is_one_day(projected, clinician):
     episode = admitted_episode(projected, clinician, D("2026-03-01"), D("2026-03-02"))
     discharge(projected, episode, clinician, "2026-03-02", "left-against-advice")
 
-    stay = _Reads(projected).length_of_stay(episode, TODAY)
+    stay = ReadModels(projected).length_of_stay(episode, TODAY)
     # Check admission and discharge on 2026-03-02: 0 days apart + 1 = 1 day, all of it active.
     assert (stay.calendar_days, stay.held_days, stay.active_days) == (1, 0, 1)
     # Check weeks: 1 / 7 = 0.14 -> 0.1; percent of the 84-day target: 1 / 84 * 100 = 1.19 -> 1.2.
@@ -108,7 +104,7 @@ def test_a_stay_across_the_new_year(projected, clinician):
     episode = admitted_episode(projected, clinician, D("2025-12-17"), D("2025-12-20"))
     discharge(projected, episode, clinician, "2026-01-15")
 
-    stay = _Reads(projected).length_of_stay(episode, TODAY)
+    stay = ReadModels(projected).length_of_stay(episode, TODAY)
     # Check 2025-12-20 .. 2025-12-31 is 11 days apart, + 15 into January = 26, + 1 = 27 days.
     assert (stay.calendar_days, stay.weeks) == (27, 3.9)  # 27 / 7 = 3.86
     assert stay.wait_days == 3  # referred 2025-12-17
@@ -116,7 +112,7 @@ def test_a_stay_across_the_new_year(projected, clinician):
 
 def test_a_referral_not_admitted_has_no_stay_and_an_unknown_one_is_not_found(
         projected, clinician):
-    reads = _Reads(projected)
+    reads = ReadModels(projected)
     define_standard_program(projected, clinician)
     waiting = refer(projected, clinician, D("2026-05-04"))
     projected.waitlist(waiting, clinician, effective_date="2026-05-05")
@@ -149,7 +145,7 @@ def test_the_summary_per_program_and_discharge_type_keeps_open_episodes_out(
     waiting = refer(app, clinician, D("2026-05-01"))
     app.waitlist(waiting, clinician, effective_date="2026-05-02")
 
-    summary = _Reads(app).length_of_stay_summary(TODAY)
+    summary = ReadModels(app).length_of_stay_summary(TODAY)
 
     # Check overall: discharged stays 1, 14, 40, 56, 88 -> median 40; mean 199 / 5 = 39.8;
     # weeks 40 / 7 = 5.71 -> 5.7 and 39.8 / 7 = 5.69 -> 5.7; the open stay is censored.
@@ -186,7 +182,7 @@ def test_the_summary_per_program_and_discharge_type_keeps_open_episodes_out(
     # Check the referral-to-admission wait per program, open episodes included:
     # DBT 2 and 7 days -> median 4.5, mean 4.5; Adult IOP 3, 4, 13, 2 -> sorted 2, 3, 4, 13,
     # median (3 + 4) / 2 = 3.5, mean 22 / 4 = 5.5.
-    dbt_wait, iop_wait = _Reads(app).referral_to_admission_wait(TODAY)
+    dbt_wait, iop_wait = ReadModels(app).referral_to_admission_wait(TODAY)
     assert (dbt_wait.program_code, dbt_wait.count, dbt_wait.median_days, dbt_wait.mean_days) == (
         "dbt-6wk", 2, 4.5, 4.5)
     assert (iop_wait.program_code, iop_wait.count, iop_wait.median_days, iop_wait.mean_days) == (
@@ -194,7 +190,7 @@ def test_the_summary_per_program_and_discharge_type_keeps_open_episodes_out(
 
 
 def test_an_empty_record_has_an_empty_summary(projected):
-    summary = _Reads(projected).length_of_stay_summary(TODAY)
+    summary = ReadModels(projected).length_of_stay_summary(TODAY)
     # Check nothing is invented: no stays, no median, every bin empty.
     overall = summary.overall
     assert (overall.count, overall.median_days, overall.mean_days) == (0, None, None)
@@ -204,7 +200,7 @@ def test_an_empty_record_has_an_empty_summary(projected):
 
 def test_a_late_discharge_and_its_correction_do_not_rewrite_earlier_answers(
         projected, clock, clinician):
-    reads = _Reads(projected)
+    reads = ReadModels(projected)
     # The record is kept live: each day's work is recorded at 17:00 UTC that day.
     end_of(clock, "2026-02-02")
     define_standard_program(projected, clinician)
@@ -251,7 +247,7 @@ def test_a_late_discharge_and_its_correction_do_not_rewrite_earlier_answers(
 
 
 def test_an_episode_entered_in_error_leaves_the_summary(projected, clock, clinician):
-    reads = _Reads(projected)
+    reads = ReadModels(projected)
     episode = admitted_episode(projected, clinician, D("2026-02-02"))  # admitted 2026-02-04
     discharge(projected, episode, clinician, "2026-02-20")
     # Check it counts while the record holds it: 02-04 .. 02-20 = 16 + 1 = 17 days.

@@ -12,14 +12,11 @@ import pytest
 
 from episodes import EpisodeNotFound
 from projections import ReadModels
-from projections.queries.utilization import UnauthorizedEpisode, UtilizationQueries
+from projections.queries.utilization import UnauthorizedEpisode
 from tests.pathways import admit, attend, complete_intake, define_standard_program, refer
 
 D = date.fromisoformat
 
-
-class _Reads(ReadModels, UtilizationQueries):
-    pass
 
 
 def in_care(app, actor, patient: str, admitted: date, program: str = "iop-adult") -> UUID:
@@ -39,7 +36,7 @@ def authorize(app, actor, episode: UUID, unit: str, authorized: int, start: str,
 
 
 def test_authorized_used_remaining_and_over_by(projected, clinician):
-    app, reads = projected, _Reads(projected)
+    app, reads = projected, ReadModels(projected)
     define_standard_program(app, clinician)
     episode = in_care(app, clinician, "Patient/1001", D("2026-02-04"))
     days = authorize(app, clinician, episode, "days", 3, "2026-02-04", "2026-02-10", "2026-02-09")
@@ -91,7 +88,7 @@ def test_authorized_used_remaining_and_over_by(projected, clinician):
 
 
 def test_an_episode_across_the_new_year_and_its_recertification_dates(projected, clinician):
-    app, reads = projected, _Reads(projected)
+    app, reads = projected, ReadModels(projected)
     define_standard_program(app, clinician)
     episode = in_care(app, clinician, "Patient/1001", D("2025-12-15"))
     authorize(app, clinician, episode, "days", 20, "2025-12-15", "2026-01-15")
@@ -118,10 +115,12 @@ def test_an_episode_across_the_new_year_and_its_recertification_dates(projected,
     assert due("2025-12-14") is None
     with pytest.raises(EpisodeNotFound):
         reads.utilization(UUID(int=7))
+    with pytest.raises(EpisodeNotFound):
+        reads.authorization_use(UUID(int=7))
 
 
 def test_expiring_authorizations_and_episodes_in_care_without_one(any_projected, clinician):
-    app, reads = any_projected, _Reads(any_projected)
+    app, reads = any_projected, ReadModels(any_projected)
     define_standard_program(app, clinician)
     define_standard_program(app, clinician, code="iop-teen", name="Teen IOP", age_band="adolescent",
                             clinics=["north"])

@@ -9,6 +9,9 @@ from sqlalchemy import and_, or_
 
 from projections import tables
 
+# Medicare's IOP benefit asks a physician to recertify the need at least every other month.
+RECERTIFICATION_INTERVAL = timedelta(days=60)
+
 
 def end_of_day(day: date) -> datetime:
     """The recorded-time cut-off for "as the record stood on ``day``": midnight UTC after it."""
@@ -31,3 +34,11 @@ def valid_at_end_of(day: date) -> Any:
     """Periods in force at the end of clinical ``day`` (the census rule: present at end of day)."""
     p = tables.periods
     return and_(p.c.valid_from <= day, or_(p.c.valid_to.is_(None), p.c.valid_to > day))
+
+def recertification_due(admitted_on: date | None, discharged_on: date | None, on: date) -> date | None:
+    """The first of admission + 60, + 120, ... on or after ``on``, while in care on ``on``."""
+    if admitted_on is None or on < admitted_on or (discharged_on is not None and discharged_on <= on):
+        return None
+    days = RECERTIFICATION_INTERVAL.days
+    periods = max(-(-(on - admitted_on).days // days), 1)  # ceiling, and never the admission day
+    return admitted_on + RECERTIFICATION_INTERVAL * periods

@@ -26,7 +26,18 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from uuid import UUID
 
-from sqlalchemy import Connection, Date, Integer, and_, exists, func, literal, or_, select, union_all
+from sqlalchemy import (
+    Connection,
+    Date,
+    Integer,
+    and_,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+)
 
 from episodes.errors import EpisodeNotFound
 from projections import tables

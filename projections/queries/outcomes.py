@@ -102,7 +102,9 @@ def _discharged_between(e: Any, start: date, end: date, program_code: str | None
     return where
 
 
-def discharge_mix(connection: Connection, start: date, end: date, program_code: str | None = None) -> DischargeMix:
+def discharge_mix(
+    connection: Connection, start: date, end: date, program_code: str | None = None
+) -> DischargeMix:
     e = tables.episodes
     counts = dict(connection.execute(
         select(e.c.discharge_type, func.count())
@@ -174,7 +176,8 @@ def readmission_rate(
             new.c.admitted_on > index.c.discharged_on,  # day 1 is the day after the discharge
             new.c.admitted_on <= days_after(index.c.discharged_on, window_days),
         )))
-        .where(*_discharged_between(index, start, end, program_code), index.c.discharge_type != PLANNED_STEP_DOWN)
+        .where(*_discharged_between(index, start, end, program_code),
+               index.c.discharge_type != PLANNED_STEP_DOWN)
         .order_by(index.c.discharged_on, index.c.episode_id, new.c.admitted_on)
     ).all()
     first: dict[UUID, Readmission] = {}
@@ -228,12 +231,13 @@ class OutcomeSummary:
 
 
 def _score_changes(*where: Any) -> Any:
-    """One row per (episode, instrument): n, baseline, latest, change and the two flags."""
+    """One row per (episode, instrument): the episode's program, n, baseline, latest, change
+    and the two flags (1 or 0).  Window functions rank each series once, in SQL."""
     o, e = tables.outcomes, tables.episodes
     partition = (o.c.episode_id, o.c.instrument)
     ranked = (
         select(
-            o.c.episode_id, o.c.instrument, o.c.measured_on, o.c.score,
+            o.c.episode_id, o.c.instrument, e.c.program_code, o.c.measured_on, o.c.score,
             func.row_number().over(partition_by=partition, order_by=(o.c.measured_on, o.c.version))
             .label("first"),
             func.row_number().over(partition_by=partition,
@@ -246,13 +250,13 @@ def _score_changes(*where: Any) -> Any:
     r = ranked.c
     per_episode = (
         select(
-            r.episode_id, r.instrument, func.count().label("n"),
+            r.episode_id, r.instrument, r.program_code, func.count().label("n"),
             func.max(case((r.first == 1, r.measured_on))).label("baseline_on"),
             func.max(case((r.first == 1, r.score))).label("baseline"),
             func.max(case((r.last == 1, r.measured_on))).label("latest_on"),
             func.max(case((r.last == 1, r.score))).label("latest"),
         )
-        .group_by(r.episode_id, r.instrument)
+        .group_by(r.episode_id, r.instrument, r.program_code)
         .subquery("per_episode")
     )
     p = per_episode.c
@@ -260,7 +264,7 @@ def _score_changes(*where: Any) -> Any:
         *((p.instrument == i.value, cut) for i, cut in REMISSION_BELOW.items()), else_=None
     )
     return select(
-        p.episode_id, p.instrument, p.n, p.baseline_on, p.baseline, p.latest_on, p.latest,
+        p.episode_id, p.instrument, p.program_code, p.n, p.baseline_on, p.baseline, p.latest_on, p.latest,
         (p.latest - p.baseline).label("change"),
         # latest <= baseline * (1 - 50%), in integers: 100 * latest <= (100 - 50) * baseline
         case((and_(p.baseline > 0, p.latest * 100 <= p.baseline * (100 - RESPONSE_DROP_PERCENT)), 1),
@@ -303,7 +307,10 @@ def outcome_summary(
     discharge date range, only episodes finished in it."""
     instrument = Instrument(instrument)
     e, o = tables.episodes, tables.outcomes
-    where = [o.c.instrument == instrument.value, e.c.admitted_on.is_not(None), e.c.status != ENTERED_IN_ERROR]
+    where = [
+        o.c.instrument == instrument.value, e.c.admitted_on.is_not(None),
+        e.c.status != ENTERED_IN_ERROR,
+    ]
     if program_code is not None:
         where.append(e.c.program_code == program_code)
     if discharged_from is not None or discharged_to is not None:
@@ -317,15 +324,14 @@ def outcome_summary(
     follow_up = c.n >= 2
     rows = connection.execute(
         select(
-            e.c.program_code, func.count().label("measured"),
+            c.program_code, func.count().label("measured"),
             func.sum(case((follow_up, 1), else_=0)).label("followed"),
             func.avg(case((follow_up, c.change))).label("mean_change"),
             func.sum(case((follow_up, c.responded), else_=0)).label("responded"),
             func.sum(case((follow_up, c.remitted), else_=0)).label("remitted"),
         )
-        .select_from(changes.join(e, e.c.episode_id == c.episode_id))
-        .group_by(e.c.program_code)
-        .order_by(e.c.program_code)
+        .group_by(c.program_code)
+        .order_by(c.program_code)
     ).all()
     return tuple(
         OutcomeSummary(
@@ -347,7 +353,9 @@ class OutcomeQueries:
         with self.connect() as connection:  # type: ignore[attr-defined]
             return discharge_mix(connection, start, end, program_code)
 
-    def readmission_rate(self, start: date, end: date, program_code: str | None = None) -> ReadmissionRate:
+    def readmission_rate(
+        self, start: date, end: date, program_code: str | None = None
+    ) -> ReadmissionRate:
         """30-day readmissions after discharges dated ``start``..``end``, step-downs excluded."""
         with self.connect() as connection:  # type: ignore[attr-defined]
             return readmission_rate(connection, start, end, program_code)

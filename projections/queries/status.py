@@ -10,10 +10,7 @@ from sqlalchemy import Connection, select
 
 from episodes.errors import EpisodeNotFound
 from projections import tables
-from projections.queries.common import held_on, valid_at_end_of
-
-# Medicare's IOP benefit asks a physician to recertify the need at least every other month.
-RECERTIFICATION_INTERVAL = timedelta(days=60)
+from projections.queries.common import held_on, recertification_due, valid_at_end_of
 
 
 @dataclass(frozen=True)
@@ -65,9 +62,7 @@ def _status(row, as_of: date) -> EpisodeStatus:  # noqa: ANN001 - a SQLAlchemy r
         if target_days:
             percent = round(day / target_days * 100, 1)
             expected_end = admitted + timedelta(days=target_days - 1)
-        if discharged is None:
-            periods_done = (as_of - admitted) // RECERTIFICATION_INTERVAL
-            recert = admitted + RECERTIFICATION_INTERVAL * (periods_done + 1)
+        recert = recertification_due(admitted, discharged, as_of)
     return EpisodeStatus(
         episode_id=row["episode_id"], patient_ref=row["patient_ref"], status=row["status"],
         status_since=row["status_since"], level_code=row["level_code"], tapering=bool(row["tapering"]),

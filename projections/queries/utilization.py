@@ -18,12 +18,15 @@ from datetime import date, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, and_, func, select, tuple_
+from sqlalchemy import Connection, and_, func, select
 
 from episodes.errors import EpisodeNotFound
 from projections import tables
-from projections.queries.common import held_now, valid_at_end_of
-from projections.queries.status import RECERTIFICATION_INTERVAL
+from projections.queries.common import (
+    held_now,
+    recertification_due,
+    valid_at_end_of,
+)
 
 IN_CARE = ("active", "onhold")
 
@@ -107,33 +110,30 @@ def _use(row: Any) -> AuthorizationUse:
     )
 
 
-def recertification_due(admitted_on: date | None, discharged_on: date | None, on: date) -> date | None:
-    """The first of admission + 60, + 120, ... on or after ``on``, while in care on ``on``."""
-    if admitted_on is None or on < admitted_on or (discharged_on is not None and discharged_on <= on):
-        return None
-    days = RECERTIFICATION_INTERVAL.days
-    periods = max(-(-(on - admitted_on).days // days), 1)  # ceiling, and never the admission day
-    return admitted_on + RECERTIFICATION_INTERVAL * periods
 
 
 def authorization_use(connection: Connection, episode_id: UUID) -> tuple[AuthorizationUse, ...]:
+    e = tables.episodes
+    if connection.execute(select(e.c.episode_id).where(e.c.episode_id == episode_id)).first() is None:
+        raise EpisodeNotFound(episode_id)
     return tuple(_uses(connection, tables.authorizations.c.episode_id == episode_id))
 
 
 def episode_utilization(connection: Connection, episode_id: UUID, on: date) -> EpisodeUtilization:
     e = tables.episodes
     episode = connection.execute(
-        select(e.c.admitted_on, e.c.discharged_on).where(e.c.episode_id == episode_id)
+        select(e.c.admitted_on, e.c.discharged_on, e.c.status).where(e.c.episode_id == episode_id)
     ).first()
     if episode is None:
         raise EpisodeNotFound(episode_id)
-    uses = authorization_use(connection, episode_id)
-    reviews = [u.next_review_on for u in uses if u.next_review_on is not None and u.next_review_on >= on]
+    admitted_on = None if episode.status == "entered-in-error" else episode.admitted_on
+    uses = tuple(_uses(connection, tables.authorizations.c.episode_id == episode_id))
+    reviews = [u.next_review_on for u in uses if u.next_review_on and u.next_review_on >= on]
     return EpisodeUtilization(
         episode_id=episode_id, on=on, authorizations=uses,
         authorized_on=any(u.covers(on) for u in uses),
         next_review_on=min(reviews, default=None),
-        recertification_due=recertification_due(episode.admitted_on, episode.discharged_on, on),
+        recertification_due=recertification_due(admitted_on, episode.discharged_on, on),
     )
 
 
@@ -156,29 +156,29 @@ def authorizations_expiring(
     """Authorizations ending ``on``..``on + within_days`` of episodes in care on ``on``."""
     a, e = tables.authorizations, tables.episodes
     in_care = _in_care_on(on, program_code)
-    later = tables.authorizations.alias("later")
-    rows = connection.execute(
-        select(a.c.episode_id, a.c.version, e.c.patient_ref, in_care.c.status, in_care.c.program_code,
-               in_care.c.clinic,
-               select(later.c.version).where(later.c.episode_id == a.c.episode_id,
-                                             later.c.end_on > a.c.end_on).exists().label("renewed"))
-        .select_from(a.join(in_care, in_care.c.episode_id == a.c.episode_id)
-                     .join(e, e.c.episode_id == a.c.episode_id))
-        .where(a.c.end_on >= on, a.c.end_on <= on + timedelta(days=within_days))
-    ).all()
-    if not rows:
+    uses = _uses(
+        connection, a.c.end_on >= on, a.c.end_on <= on + timedelta(days=within_days),
+        a.c.episode_id.in_(select(in_care.c.episode_id)),
+    )
+    if not uses:
         return ()
-    found = {(r.episode_id, r.version): r for r in rows}
-    uses = _uses(connection, tuple_(a.c.episode_id, a.c.version).in_(list(found)))
+    episodes = {row.episode_id: row for row in connection.execute(
+        select(in_care, e.c.patient_ref,
+               select(func.max(a.c.end_on)).where(a.c.episode_id == in_care.c.episode_id)
+               .scalar_subquery().label("last_end"))
+        .select_from(in_care.join(e, e.c.episode_id == in_care.c.episode_id))
+        .where(in_care.c.episode_id.in_({u.episode_id for u in uses}))
+    )}
     expiring = [
         ExpiringAuthorization(
             authorization=u, patient_ref=r.patient_ref, status=r.status, program_code=r.program_code,
-            clinic=r.clinic, days_left=(u.end_on - on).days, renewed=bool(r.renewed),
+            clinic=r.clinic, days_left=(u.end_on - on).days, renewed=r.last_end > u.end_on,
         )
         for u in uses
-        for r in (found[(u.episode_id, u.version)],)
+        for r in (episodes[u.episode_id],)
     ]
-    return tuple(sorted(expiring, key=lambda x: (x.authorization.end_on, x.patient_ref, x.authorization.version)))
+    expiring.sort(key=lambda x: (x.authorization.end_on, x.patient_ref, x.authorization.version))
+    return tuple(expiring)
 
 
 def in_care_without_authorization(
@@ -220,19 +220,22 @@ class UtilizationQueries:
     def utilization(self, episode_id: UUID, on: date | None = None) -> EpisodeUtilization:
         """Authorizations with their use, whether ``on`` (today) is covered, next review and
         recertification dates."""
+        on = on or self.today()  # type: ignore[attr-defined]
         with self.connect() as connection:  # type: ignore[attr-defined]
-            return episode_utilization(connection, episode_id, on or self.today())  # type: ignore[attr-defined]
+            return episode_utilization(connection, episode_id, on)
 
     def authorizations_expiring(
         self, within_days: int = 14, on: date | None = None, program_code: str | None = None
     ) -> tuple[ExpiringAuthorization, ...]:
         """Authorizations of in-care episodes that end within ``within_days`` of ``on`` (today)."""
+        on = on or self.today()  # type: ignore[attr-defined]
         with self.connect() as connection:  # type: ignore[attr-defined]
-            return authorizations_expiring(connection, on or self.today(), within_days, program_code)  # type: ignore[attr-defined]
+            return authorizations_expiring(connection, on, within_days, program_code)
 
     def in_care_without_authorization(
         self, on: date | None = None, program_code: str | None = None
     ) -> tuple[UnauthorizedEpisode, ...]:
         """Episodes active or on hold on ``on`` (today) that no authorization covers that day."""
+        on = on or self.today()  # type: ignore[attr-defined]
         with self.connect() as connection:  # type: ignore[attr-defined]
-            return in_care_without_authorization(connection, on or self.today(), program_code)  # type: ignore[attr-defined]
+            return in_care_without_authorization(connection, on, program_code)
