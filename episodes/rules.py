@@ -5,8 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date
 
-from episodes.errors import ClinicalDateError, CorrectionRejected, ReasonRequired, RuleViolation
-from episodes.errors import TransitionNotAllowed
+from episodes.errors import (
+    ClinicalDateError,
+    CorrectionRejected,
+    ReasonRequired,
+    RuleViolation,
+    TransitionNotAllowed,
+)
 from episodes.events import EpisodeEvent, ReferralReceived
 from episodes.pathway import Step
 from episodes.state import EpisodeState

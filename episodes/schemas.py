@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from episodes.pathway import PATHWAY, Step
+from episodes.values import CareTeamMember, Diagnosis
 from episodes.vocabulary import (
     AgeBand,
     AuthorizationUnit,
@@ -26,7 +27,6 @@ from episodes.vocabulary import (
     ServiceFormat,
     SessionKind,
 )
-from episodes.values import CareTeamMember, Diagnosis
 
 MAX_SESSION_MINUTES = 12 * 60  # no single service runs longer than a 12-hour day
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from typing import Any
-
 from uuid import UUID
 
 from sqlalchemy import event, text

@@ -44,3 +44,19 @@ def test_the_check_sees_a_forbidden_import(tmp_path):
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from flask import Flask\n    import admin.views\n")
     assert imported_top_level_names(module) == {"flask", "admin"}
+
+
+def test_no_unused_or_undefined_names_and_sorted_imports():
+    # Pyflakes-class errors (unused imports, undefined names) and import order, by ruff.
+    import shutil
+    import subprocess
+    import sys
+
+    ruff = Path(sys.executable).parent / "ruff"
+    executable = str(ruff) if ruff.exists() else shutil.which("ruff")
+    assert executable, "ruff is part of the dev extra"
+    result = subprocess.run(
+        [executable, "check", "--select", "F,I", "episodes", "projections", "admin", "tests"],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -13,8 +13,7 @@ from sqlalchemy import func, select
 
 from episodes import Episodes
 from episodes.demo import seed_demo
-from projections import AlreadyApplied, ProjectedEpisodes, Projector
-from projections import tables
+from projections import AlreadyApplied, ProjectedEpisodes, Projector, tables
 from projections.dump import canonical_dump
 from tests.pathways import admitted_episode, attend
 

@@ -14,13 +14,32 @@ from uuid import UUID
 
 import pytest
 
-from episodes import IOP, PHP, ActorRole, ClinicalDateError, DischargeType, Episodes, EpisodeStatus
-from episodes import InvalidCommand, LevelChangeKind, LevelOfCare, LevelOfCareError
-from episodes import ProgramDefinition, ServiceFormat, SessionKind, TransitionNotAllowed
+from episodes import (
+    IOP,
+    PHP,
+    ActorRole,
+    ClinicalDateError,
+    DischargeType,
+    Episodes,
+    EpisodeStatus,
+    InvalidCommand,
+    LevelChangeKind,
+    LevelOfCare,
+    LevelOfCareError,
+    ProgramDefinition,
+    ServiceFormat,
+    SessionKind,
+    TransitionNotAllowed,
+)
 from episodes.state import Hold
 from tests.conftest import NOW
 from tests.pathways import (
-    admit, admitted_episode, attend, complete_intake, define_standard_program, refer,
+    admit,
+    admitted_episode,
+    attend,
+    complete_intake,
+    define_standard_program,
+    refer,
 )
 
 D = date.fromisoformat

@@ -21,7 +21,12 @@ from episodes import (
 )
 from tests.conftest import NOW
 from tests.pathways import (
-    admit, admitted_episode, attend, complete_intake, define_standard_program, refer,
+    admit,
+    admitted_episode,
+    attend,
+    complete_intake,
+    define_standard_program,
+    refer,
 )
 
 D = date.fromisoformat
