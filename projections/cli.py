@@ -54,4 +54,27 @@ def lag(ctx: _AppContext) -> None:
     click.echo(str(_projector(ctx).lag()))
 
 
-COMMANDS = (rebuild, project, lag)
+@click.command("list")
+@click.option("--status", help="FHIR status code, e.g. active, onhold, finished.")
+@click.option("--program", "program_code", help="Program code.")
+@click.option("--clinic", help="Clinic name.")
+@click.option("--over-target", is_flag=True, default=None, help="Only stays past the program's target.")
+@click.option("--search", help="Part of a patient reference.")
+@click.option("--page", default=1, show_default=True)
+@click.option("--page-size", default=50, show_default=True)
+@pass_app
+def list_episodes(ctx: _AppContext, **filters: object) -> None:
+    """List episodes from the read models (catching up first), one per line, tab-separated."""
+    from projections.reads import ReadModels
+
+    _projector(ctx).catch_up()
+    page = ReadModels(ctx.app).episodes(**{k: v for k, v in filters.items() if v is not None})
+    for row in page.rows:
+        click.echo("\t".join(str(v) if v is not None else "-" for v in (
+            row.episode_id, row.patient_ref, row.status, row.program_code, row.clinic,
+            row.referred_on, row.admitted_on, row.discharged_on,
+        )))
+    click.echo(f"page {page.page} of {page.pages}, {page.total} episodes", err=True)
+
+
+COMMANDS = (rebuild, project, lag, list_episodes)

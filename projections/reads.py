@@ -22,6 +22,7 @@ from projections.queries.attendance import AttendanceQueries
 from projections.queries.audit import AuditQueries
 from projections.queries.census import CensusQueries
 from projections.queries.intensity import IntensityQueries
+from projections.queries.listing import ListingQueries
 from projections.queries.outcomes import OutcomeQueries
 from projections.queries.status import StatusQueries
 from projections.queries.stay import StayQueries
@@ -29,7 +30,7 @@ from projections.queries.utilization import UtilizationQueries
 
 
 class ReadModels(
-    StatusQueries, StayQueries, CensusQueries, IntensityQueries, AttendanceQueries,
+    StatusQueries, ListingQueries, StayQueries, CensusQueries, IntensityQueries, AttendanceQueries,
     OutcomeQueries, UtilizationQueries, AuditQueries,
 ):
     def __init__(self, app: Episodes):

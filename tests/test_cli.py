@@ -83,3 +83,16 @@ def test_rebuild_project_and_lag_commands(tmp_path):
     assert rebuilt.exit_code == 0, rebuilt.output
     assert f"Rebuilt the read models from {waiting} events." in rebuilt.output
     assert runner.invoke(full_cli, ["--db", url, "lag"]).output.strip() == "0"
+
+
+def test_list_filters_episodes_from_the_read_models(tmp_path):
+    from admin.cli import main as full_cli
+
+    url = f"sqlite:///{tmp_path / 'list.db'}"
+    runner = CliRunner()
+    runner.invoke(full_cli, ["--db", url, "demo", "--episodes", "12", "--seed", "4"])
+    listed = runner.invoke(full_cli, ["--db", url, "list", "--status", "finished"])
+    assert listed.exit_code == 0, listed.output
+    lines = [line.split("\t") for line in listed.stdout.splitlines()]
+    assert lines and all(line[2] == "finished" for line in lines)
+    assert f"{len(lines)} episodes" in listed.stderr

@@ -23,7 +23,8 @@ from sqlalchemy import Connection, case, func, or_, select
 
 from projections import tables
 from projections.queries.common import held_now, held_on, valid_at_end_of
-from projections.queries.stay import ACTIVE, FINISHED, IN_ERROR, a_date, days_between
+from projections.queries.sqldates import a_date, days_between
+from projections.queries.stay import ACTIVE, FINISHED, IN_ERROR
 
 WAITLIST = "waitlist"
 

@@ -21,13 +21,12 @@ from datetime import date, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, Date, and_, case, func, literal_column, select
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy import Connection, and_, case, func, select
 
 from episodes.errors import EpisodeNotFound
 from episodes.vocabulary import DischargeType, Instrument
 from projections import tables
+from projections.queries.sqldates import days_after
 
 COMPLETED = (DischargeType.COMPLETED.value,)
 # SAMHSA TEDS "transferred to another program or facility": a planned step-down is one.
@@ -44,31 +43,6 @@ def percent(part: int, whole: int) -> float | None:
     return round(part / whole * 100, 1) if whole else None
 
 
-# ---------------------------------------------------------------- date arithmetic in SQL
-
-
-class days_after(FunctionElement[date]):  # noqa: N801 - reads as the SQL function it renders
-    """``day + n`` days as a date, on SQLite (``date(day, '+n days')``) and PostgreSQL
-    (``day + n``).  ``n`` is a Python int, rendered into the SQL (so it is part of the cache key)."""
-
-    type = Date()
-    inherit_cache = True
-    name = "days_after"
-
-    def __init__(self, day: Any, n: int):
-        super().__init__(day, literal_column(str(int(n))))
-
-
-@compiles(days_after)
-def _days_after_postgresql(element: days_after, compiler: Any, **kw: Any) -> str:
-    day, n = element.clauses
-    return f"({compiler.process(day, **kw)} + {compiler.process(n, **kw)})"
-
-
-@compiles(days_after, "sqlite")
-def _days_after_sqlite(element: days_after, compiler: Any, **kw: Any) -> str:
-    day, n = element.clauses
-    return f"date({compiler.process(day, **kw)}, '+' || {compiler.process(n, **kw)} || ' days')"
 
 
 # ---------------------------------------------------------------- discharge mix

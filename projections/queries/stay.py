@@ -22,23 +22,20 @@ from uuid import UUID
 
 from sqlalchemy import (
     Connection,
-    Date,
-    Integer,
     and_,
     case,
     except_,
     func,
-    literal,
     or_,
     select,
     union,
 )
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.expression import ColumnElement, FunctionElement
+from sqlalchemy.sql.expression import ColumnElement
 
 from episodes.errors import EpisodeNotFound
 from projections import tables
 from projections.queries.common import end_of_day, held_now, held_on
+from projections.queries.sqldates import a_date, days_between
 
 ACTIVE, ONHOLD, FINISHED, IN_ERROR = "active", "onhold", "finished", "entered-in-error"
 
@@ -53,29 +50,6 @@ BINS: tuple[tuple[str, int, int | None], ...] = (
 # ---------------------------------------------------------------- portable date arithmetic
 
 
-class days_between(FunctionElement):  # noqa: N801 - reads as an SQL function
-    """``later - earlier`` in whole days, on SQLite and PostgreSQL alike."""
-
-    type = Integer()
-    name = "days_between"
-    inherit_cache = True
-
-
-@compiles(days_between)
-def _days_between_postgresql(element: days_between, compiler: Any, **kw: Any) -> str:
-    later, earlier = list(element.clauses)  # PostgreSQL: date - date is an integer of days
-    return f"({compiler.process(later, **kw)} - {compiler.process(earlier, **kw)})"
-
-
-@compiles(days_between, "sqlite")
-def _days_between_sqlite(element: days_between, compiler: Any, **kw: Any) -> str:
-    later, earlier = list(element.clauses)  # SQLite stores dates as ISO text
-    return (f"CAST(julianday({compiler.process(later, **kw)}) - "
-            f"julianday({compiler.process(earlier, **kw)}) AS INTEGER)")
-
-
-def a_date(day: date) -> ColumnElement[Any]:
-    return literal(day, Date)
 
 
 # ---------------------------------------------------------------- one row per episode
