@@ -1,8 +1,9 @@
 """The documentation is checked like code.
 
 ``docs/events.md`` carries a part generated from the pathway and the event classes; the
-python examples of ``docs/library.md`` and ``README.md`` run, top to bottom, as one script per
-document; and every public name of ``episodes`` is documented somewhere.
+python examples of ``docs/library.md``, ``docs/projections.md`` and ``README.md`` run, top to
+bottom, as one script per document; every public name of ``episodes`` is documented somewhere;
+and ``docs/projections.md`` lists exactly the read-model columns that hold personal data.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ import episodes
 from episodes import Episodes, catalogue
 from episodes.events import ALL_EVENTS
 from episodes.pathway import STEPS
+from projections import tables
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS_DOC = ROOT / "docs" / "events.md"
 LIBRARY_DOC = ROOT / "docs" / "library.md"
+PROJECTIONS_DOC = ROOT / "docs" / "projections.md"
 README = ROOT / "README.md"
 
 # A fenced block: ```python (run) or ```python no-run (shown only), up to the closing fence.
@@ -115,7 +118,7 @@ def test_write_refuses_a_file_without_markers(tmp_path):
 # ---------------------------------------------------------------- the examples run
 
 
-@pytest.mark.parametrize("document", [LIBRARY_DOC, README], ids=lambda p: p.name)
+@pytest.mark.parametrize("document", [LIBRARY_DOC, PROJECTIONS_DOC, README], ids=lambda p: p.name)
 def test_the_python_examples_run_as_one_script(document: Path, tmp_path, monkeypatch):
     blocks = python_blocks(document)
     if document == README and not blocks:
@@ -147,3 +150,28 @@ def test_every_public_name_is_documented():
     undocumented = [name for name in episodes.__all__ if not mentioned(name, text)]
     # Check every name `from episodes import ...` offers appears in docs/library.md or docs/events.md.
     assert undocumented == [], f"not mentioned in docs/library.md or docs/events.md: {undocumented}"
+
+
+# ---------------------------------------------------------------- personal data in the read models
+
+
+def documented_personal_columns(text: str) -> set[tuple[str, str]]:
+    """(table, column) of each row of the table under the "## Personal data" heading."""
+    section = text.split("\n## Personal data\n", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `(\w+)` \| `(\w+)` \|", section, re.MULTILINE)
+    return set(rows)
+
+
+def test_projections_md_lists_exactly_the_columns_marked_personal():
+    marked = {
+        (table.name, column.name)
+        for table in tables.metadata.sorted_tables
+        for column in table.columns
+        if column.info.get("personal")
+    }
+    documented = documented_personal_columns(PROJECTIONS_DOC.read_text(encoding="utf-8"))
+    # Check the code marks some columns (a renamed marker would make this test pass vacuously).
+    assert ("rm_episodes", "patient_ref") in marked
+    # Check the table in the document and the markers in projections/tables.py agree, both ways.
+    assert documented - marked == set(), f"listed but not marked personal: {documented - marked}"
+    assert marked - documented == set(), f"marked personal but not listed: {marked - documented}"

@@ -31,7 +31,7 @@ EXPORT_FORMATS = ("csv", "jsonl")
 
 @dataclass(frozen=True)
 class AuditEntry:
-    """One audit row.  Column meanings: docs/projections/audit.md."""
+    """One audit row.  Column meanings: docs/projections.md (Audit history)."""
 
     position: int  # the event's place in the log: the order of the audit history
     recorded_at: datetime  # when it was recorded (UTC, timezone-aware)

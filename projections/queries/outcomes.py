@@ -1,7 +1,7 @@
 """Outcomes: how episodes ended (discharge mix, completion, 30-day readmission) and how
 patients changed on the standard scales (PHQ-9, GAD-7).
 
-Conventions (docs/projections/outcomes.md has the sources):
+Conventions (docs/projections.md (Outcomes) has the sources):
 
 * a discharge counts in a period by its clinical discharge date, both ends included; only
   episodes that are ``finished`` count (an episode marked entered-in-error does not);

@@ -1,6 +1,6 @@
 """Length of stay: per episode and summarised per program and per discharge type.
 
-Definitions (``docs/projections/stay.md``; domain.md "Measures and their conventions"):
+Definitions (``docs/projections.md (Length of stay)``; domain.md "Measures and their conventions"):
 
 * calendar days = discharge (or the as-of date, for an open episode) - admission + 1;
 * held days = days whose end-of-day status is ``onhold`` (a hold from H to a resume on R

@@ -1,6 +1,6 @@
 """Utilization review: what the payers authorized, what was used, and what is due.
 
-Conventions (docs/projections/utilization.md has the sources):
+Conventions (docs/projections.md (Utilization) has the sources):
 
 * an authorization covers ``start_on``..``end_on``, both days included;
 * used: for unit ``days``, distinct days with an attended session in that range; for
