@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make install  - create $(VENV) and install care-episodes with [dev,postgres] extras"
 	@echo "make test     - run the test suite (PYTEST_ARGS='...' to pass options to pytest)"
-	@echo "make demo     - run 'care-episodes demo'"
+	@echo "make demo     - seed demo data into care-episodes.db, print the demo logins, serve the panel"
 	@echo "make bench    - run the benchmarks (python -m benchmarks)"
 	@echo "make clean    - remove $(VENV), caches, egg-info and local care-episodes.db* files"
 
@@ -31,6 +31,7 @@ test: $(VENV)/.installed-dev
 
 demo: $(VENV)/.installed-dev
 	$(BIN)/care-episodes demo
+	$(BIN)/care-episodes serve
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m benchmarks

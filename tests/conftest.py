@@ -158,3 +158,28 @@ def reads(projected):
     from projections import ReadModels
 
     return ReadModels(projected)
+
+
+PANEL_PASSWORDS = {"admin": "admin-password-1", "clinician": "clinician-password-1",
+                   "reviewer": "reviewer-password-1"}
+
+
+@pytest.fixture
+def panel(sqlite_url: str, clock: FixedClock):
+    """The admin panel's Flask app on an SQLite file, with one user per role (named after it)."""
+    from admin import create_app
+
+    app = create_app({
+        "DATABASE_URL": sqlite_url, "SECRET_KEY": "test-secret", "TESTING": True,
+        "SESSION_COOKIE_SECURE": False, "REMEMBER_COOKIE_SECURE": False, "CLOCK": clock,
+    })
+    users = app.extensions["care_episodes"].users
+    for role, password in PANEL_PASSWORDS.items():
+        users.add(role, role, password)
+    yield app
+    app.extensions["care_episodes"].close()
+
+
+@pytest.fixture
+def client(panel):
+    return panel.test_client()
