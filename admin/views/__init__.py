@@ -5,10 +5,14 @@ from __future__ import annotations
 from flask import Flask
 
 from admin.security import ADMINS, EVERYONE, RECORDERS, REVIEWERS
+from admin.views.audit import bp as audit
 from admin.views.auth import bp as auth
 from admin.views.dashboard import bp as dashboard
+from admin.views.episodes import bp as episodes
+from admin.views.manage import bp as manage
+from admin.views.record import bp as record
 
-BLUEPRINTS = [auth, dashboard]
+BLUEPRINTS = [auth, dashboard, episodes, record, audit, manage]
 
 # Menu entries: endpoint, label, roles that see it (the views check the role again).
 NAV = (
