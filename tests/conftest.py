@@ -14,6 +14,8 @@ import pytest
 
 from episodes import Actor, ActorRole, Episodes, FixedClock
 
+pytest_plugins = ["tests.browser"]  # the browser fixtures: served, browser, page
+
 POSTGRES_ADMIN_URL = os.environ.get(
     "CARE_EPISODES_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
