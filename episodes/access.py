@@ -8,9 +8,12 @@ entry.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import (
@@ -27,9 +30,12 @@ from sqlalchemy import (
     Uuid,
     insert,
     select,
+    text,
 )
+from sqlalchemy.engine import Connection
 
 from episodes.clock import Clock, SystemClock
+from episodes.integrity import GENESIS
 
 metadata = MetaData()
 
@@ -48,6 +54,10 @@ access = Table(
     Column("detail", Text),  # which page, which export and filters
     Column("client_address", String(64)),
     Column("correlation_id", String(100)),
+    # The access log is hash-chained like the events: each entry's digest covers its fields and
+    # the digest of the entry before it (episodes.integrity), so a removed entry is noticed.
+    Column("previous_hash", String(64), nullable=False),
+    Column("digest", String(64), nullable=False),
     Index("care_episodes_access_episode", "episode_id", "id"),
     Index("care_episodes_access_actor", "actor_id", "id"),
 )
@@ -69,6 +79,36 @@ class AccessEntry:
     detail: str | None
     client_address: str | None
     correlation_id: str | None
+    previous_hash: str
+    digest: str
+
+
+def entry_digest(fields: Mapping[str, Any], previous_hash: str) -> str:
+    """SHA-256 over an entry's fields in a fixed order, and the previous entry's digest."""
+    canonical = {name: _canonical(fields[name]) for name in CHAINED_FIELDS}
+    canonical["previous_hash"] = previous_hash
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+
+
+CHAINED_FIELDS = ("recorded_at", "actor_id", "actor_role", "action", "outcome", "episode_id",
+                  "patient_ref", "detail", "client_address", "correlation_id")
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, datetime):
+        # SQLite gives stored times back without a zone; they were written in UTC.
+        aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return aware.astimezone(timezone.utc).isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    return value
+
+
+def _lock(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.execute(text(f"LOCK TABLE {ACCESS_TABLE} IN SHARE ROW EXCLUSIVE MODE"))
+    elif connection.dialect.name == "sqlite":
+        connection.execute(text(f"UPDATE {ACCESS_TABLE} SET id = id WHERE 1 = 0"))
 
 
 class AccessLog:
@@ -94,11 +134,19 @@ class AccessLog:
             raise ValueError(f"unknown access action {action!r}; one of {', '.join(ACTIONS)}")
         if outcome not in OUTCOMES:
             raise ValueError(f"unknown access outcome {outcome!r}; one of {', '.join(OUTCOMES)}")
+        fields = {
+            "recorded_at": self.clock.now(), "actor_id": actor_id, "actor_role": actor_role,
+            "action": action, "outcome": outcome, "episode_id": episode_id,
+            "patient_ref": patient_ref, "detail": detail, "client_address": client_address,
+            "correlation_id": correlation_id,
+        }
         with self.engine.begin() as connection:
+            _lock(connection)  # one writer at a time: each entry chains to the one before
+            previous = connection.execute(
+                select(access.c.digest).order_by(access.c.id.desc()).limit(1)
+            ).scalar_one_or_none() or GENESIS
             connection.execute(insert(access).values(
-                recorded_at=self.clock.now(), actor_id=actor_id, actor_role=actor_role,
-                action=action, outcome=outcome, episode_id=episode_id, patient_ref=patient_ref,
-                detail=detail, client_address=client_address, correlation_id=correlation_id,
+                **fields, previous_hash=previous, digest=entry_digest(fields, previous),
             ))
 
     def entries(

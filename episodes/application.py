@@ -9,7 +9,7 @@ retried against the new state; if it no longer holds, a :class:`ConflictError` s
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
@@ -19,7 +19,7 @@ from eventsourcing.persistence import IntegrityError, JSONTranscoder, Mapper
 from eventsourcing.utils import get_topic
 from marshmallow import ValidationError
 
-from episodes import history, preparation, rules, storage
+from episodes import access, history, integrity, preparation, rules, storage
 from episodes.clock import Clock, SystemClock, latest_clinical_date
 from episodes.episode import Episode
 from episodes.errors import (
@@ -87,7 +87,27 @@ class Episodes(Application[UUID]):
         self.database_url = storage.database_url(url)
         self.clock: Clock = clock or SystemClock()
         super().__init__({**storage.event_store_environment(self.database_url), **(env or {})})
-        storage.tune_engine(self.recorder.datastore.engine)  # type: ignore[attr-defined]
+        engine = self.recorder.datastore.engine  # type: ignore[attr-defined]
+        storage.tune_engine(engine)
+        integrity.metadata.create_all(engine)
+        access.metadata.create_all(engine)  # reads are audited beside the events
+
+    def _record(self, processing_event: Any) -> Any:
+        # The events and their streams' new heads are written in one transaction.
+        with self.recorder.transaction(commit=True) as session:
+            recordings = super()._record(processing_event)
+            integrity.advance_heads(session, self.mapper, processing_event.events)
+        return recordings
+
+    def _load(self, aggregate_id: UUID) -> tuple[Any, str]:
+        """An aggregate and the digest of its newest stored event (the chain's head)."""
+        stored = self.recorder.select_events(aggregate_id)
+        if not stored:
+            raise AggregateNotFoundError(aggregate_id)
+        aggregate = None
+        for event in map(self.mapper.to_domain_event, stored):
+            aggregate = event.mutate(aggregate)  # type: ignore[attr-defined]
+        return aggregate, integrity.stored_digest(self.mapper, stored[-1])
 
     def construct_mapper(self) -> Mapper[UUID]:
         return _TupleRestoringMapper(transcoder=self.construct_transcoder())
@@ -106,7 +126,7 @@ class Episodes(Application[UUID]):
         except ProgramNotFound:
             program = Program._create(
                 Program.Defined, id=program_id(definition.code), timestamp=self.clock.now(),
-                definition=definition, envelope=envelope,
+                definition=definition, envelope=replace(envelope, previous_hash=integrity.GENESIS),
             )
             self.save(program)
             return definition
@@ -119,13 +139,18 @@ class Episodes(Application[UUID]):
     def revise_program(self, actor: Actor, **data: Any) -> ProgramDefinition:
         """Replace a program's definition; the earlier one stays on the record."""
         definition, envelope = self._load_program(actor, data)
-        program = self._get_program(definition.code)
-        if program.definition != definition:
-            program.trigger_event(
-                Program.Revised, timestamp=self.clock.now(), definition=definition,
-                envelope=envelope,
-            )
-            self.save(program)
+        with self.recorder.transaction(commit=True) as session:
+            storage.lock_stream(session, program_id(definition.code))
+            try:
+                program, head = self._load(program_id(definition.code))
+            except AggregateNotFoundError:
+                raise ProgramNotFound(definition.code) from None
+            if program.definition != definition:
+                program.trigger_event(
+                    Program.Revised, timestamp=self.clock.now(), definition=definition,
+                    envelope=replace(envelope, previous_hash=head),
+                )
+                self.save(program)
         return definition
 
     def program(self, code: str) -> ProgramDefinition:
@@ -175,7 +200,8 @@ class Episodes(Application[UUID]):
             return self._duplicate(self.repository.get(episode_id), envelope.command_id)
         episode = Episode.refer(
             id=episode_id, timestamp=self.clock.now(), latest_date=self._latest_date(),
-            effective_date=effective_date, envelope=envelope, **values,
+            effective_date=effective_date,
+            envelope=replace(envelope, previous_hash=integrity.GENESIS), **values,
         )
         try:
             self.save(episode)
@@ -193,7 +219,7 @@ class Episodes(Application[UUID]):
                 # Load, decide and append in one transaction, holding the stream's lock.
                 with self.recorder.transaction(commit=True) as session:
                     storage.lock_stream(session, episode_id)
-                    episode = self.get(episode_id)
+                    episode, head = self._load_episode(episode_id)
                     if envelope.command_id in episode.command_ids:
                         return self._duplicate(episode, envelope.command_id)
                     try:
@@ -201,7 +227,8 @@ class Episodes(Application[UUID]):
                         fields = preparation.prepare(self, command, episode, dict(values))
                         event = episode.record(
                             event_class, timestamp=self.clock.now(), latest_date=self._latest_date(),
-                            effective_date=effective_date, envelope=envelope, **fields,
+                            effective_date=effective_date,
+                            envelope=replace(envelope, previous_hash=head), **fields,
                         )
                     except RuleViolation as violation:
                         if attempt == 0:
@@ -293,13 +320,16 @@ class Episodes(Application[UUID]):
 
     def get(self, episode_id: UUID) -> Episode:
         """The episode aggregate at its latest version."""
+        return self._load_episode(episode_id)[0]
+
+    def _load_episode(self, episode_id: UUID) -> tuple[Episode, str]:
         try:
-            episode = self.repository.get(episode_id)
+            episode, head = self._load(episode_id)
         except AggregateNotFoundError:
             raise EpisodeNotFound(episode_id) from None
         if not isinstance(episode, Episode):
             raise EpisodeNotFound(episode_id)
-        return episode
+        return episode, head
 
     def episode(
         self,

@@ -109,3 +109,8 @@ class ProgramNotFound(NotFound):
 class ConflictError(EpisodesError):
     """Another writer changed the episode first, and the command no longer holds
     against the new state (or kept conflicting after several retries)."""
+
+
+class EncryptionKeyError(EpisodesError):
+    """The stored events cannot be decrypted: no key is configured, or not the key they were
+    written with, or the key itself is malformed.  Check ``$CARE_EPISODES_CIPHER_KEY``."""

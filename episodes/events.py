@@ -264,6 +264,8 @@ class PlacedOnHold(EpisodeEvent):
 
     def check(self, state: EpisodeState) -> None:
         _not_before(self.effective_date, state.last_session_on, "the hold", "the last recorded session")
+        if self.expected_return is not None:
+            _not_before(self.expected_return, self.effective_date, "the expected return", "the hold")
 
     def evolve(self, state: EpisodeState) -> EpisodeState:
         held = super().evolve(state)

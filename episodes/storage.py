@@ -15,6 +15,8 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from episodes import encryption
+
 DATABASE_URL_VARIABLE = "CARE_EPISODES_DATABASE_URL"
 DEFAULT_DATABASE_URL = "sqlite:///care-episodes.db"
 
@@ -34,10 +36,17 @@ def database_url(url: str | None = None) -> str:
 
 
 def event_store_environment(url: str) -> dict[str, str]:
+    """The event store's settings: the database, and the cipher when a key is configured.
+
+    With ``$CARE_EPISODES_CIPHER_KEY`` set, event payloads are encrypted (AES-GCM) before they
+    reach the database; a key can also be given explicitly with
+    ``Episodes(url, env=encryption.cipher_environment(key))``.  See docs/encryption.md.
+    """
     return {
         "PERSISTENCE_MODULE": "eventsourcing_sqlalchemy",
         "SQLALCHEMY_URL": url,
         "CREATE_TABLE": "yes",
+        **encryption.environment(),
     }
 
 

@@ -32,6 +32,8 @@ class Envelope:
     command_id: str  # client-supplied: the same command id is recorded once
     correlation_id: str  # ties together everything one request or job did
     reason: str | None = None
+    # SHA-256 of the event before this one in its stream (episodes.integrity): the hash chain.
+    previous_hash: str | None = None
 
 
 @dataclass(frozen=True)

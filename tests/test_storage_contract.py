@@ -35,6 +35,7 @@ from episodes import (
     TransitionNotAllowed,
 )
 from episodes.events import CORRECTION_EVENTS, FACT_EVENTS
+from episodes.integrity import GENESIS
 from episodes.state import Hold
 from tests.pathways import (
     DEPRESSION,
@@ -47,6 +48,7 @@ from tests.pathways import (
 )
 
 EVENTS_TABLE = "care_episodes_events"
+INTEGRITY_TABLES = ["care_episodes_checkpoint_heads", "care_episodes_checkpoints", "care_episodes_heads"]
 
 
 
@@ -156,7 +158,8 @@ def test_every_event_type_reads_back_equal_and_typed_in_another_instance(
     assert type(referral.effective_date) is date and referral.effective_date == date(2026, 1, 5)
     assert referral.timestamp == datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
     assert referral.envelope == Envelope(
-        "clin-ana", ActorRole.CLINICIAN, referral.envelope.command_id, referral.envelope.command_id
+        "clin-ana", ActorRole.CLINICIAN, referral.envelope.command_id, referral.envelope.command_id,
+        previous_hash=GENESIS,  # the first event of a stream starts the hash chain
     )
     assert type(intake.diagnoses) is tuple
     assert intake.diagnoses[0] == Diagnosis(
@@ -212,20 +215,21 @@ def test_an_amended_list_of_diagnoses_comes_back_as_a_tuple(any_app, other_app, 
 
 
 def test_the_events_table_has_a_fixed_name(any_app, database_url, clock):
-    tables = sqlalchemy.inspect(any_app.recorder.datastore.engine).get_table_names()
-    # Check the one table is named after the application's fixed name, not after a class.
-    assert tables == [EVENTS_TABLE]
+    tables = sorted(sqlalchemy.inspect(any_app.recorder.datastore.engine).get_table_names())
+    # Check the event table is named after the application's fixed name, not after a class;
+    # the others hold the hash chain's stream heads and checkpoints.
+    assert tables == sorted([EVENTS_TABLE, *INTEGRITY_TABLES])
 
     class AuditedEpisodes(Episodes):  # a subclass, as an integrator might write
         pass
 
     subclassed = AuditedEpisodes(database_url, clock=clock)
     try:
-        tables = sqlalchemy.inspect(subclassed.recorder.datastore.engine).get_table_names()
+        tables = sorted(sqlalchemy.inspect(subclassed.recorder.datastore.engine).get_table_names())
     finally:
         subclassed.close()
     # Check a subclass does not start an empty table named after itself beside the real one.
-    assert tables == [EVENTS_TABLE]
+    assert tables == sorted([EVENTS_TABLE, *INTEGRITY_TABLES])
 
 
 def test_stream_ids_carry_no_patient_identifier(any_app, clinician):

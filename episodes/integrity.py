@@ -1,0 +1,132 @@
+"""Tamper evidence: a hash chain per stream, stream heads, and checkpoints.
+
+* Every event's envelope holds ``previous_hash``: the SHA-256 of the event before it in its
+  stream (``GENESIS`` for the first).  The digest covers the event's topic, stream id, version
+  and its canonical stored form *before* encryption (the exact JSON the store was given), so it
+  is the same with or without a cipher key; a modified ciphertext fails AES-GCM's own check.
+* ``care_episodes_heads`` holds each stream's head (version and digest), written in the same
+  transaction as the events, so removing the newest events or a whole stream is noticed.
+* A checkpoint copies every head with one digest over all of them, and can be exported, so a
+  reviewer keeps a copy outside the database: even someone who rewrites the heads table
+  cannot rewrite history before the checkpoint unseen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import Mapper, StoredEvent
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Uuid,
+    insert,
+    update,
+)
+from sqlalchemy.orm import Session
+
+GENESIS = "0" * 64
+
+metadata = MetaData()
+heads = Table(
+    "care_episodes_heads",
+    metadata,
+    Column("stream_id", Uuid, primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("digest", String(64), nullable=False),
+)
+checkpoints = Table(
+    "care_episodes_checkpoints",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("streams", Integer, nullable=False),
+    Column("events", BigInteger, nullable=False),
+    Column("access_entries", BigInteger, nullable=False),
+    Column("access_head", String(64), nullable=False),
+    Column("digest", String(64), nullable=False),
+)
+checkpoint_heads = Table(
+    "care_episodes_checkpoint_heads",
+    metadata,
+    Column("checkpoint_id", BigInteger().with_variant(Integer, "sqlite"),
+           ForeignKey("care_episodes_checkpoints.id"), primary_key=True),
+    Column("stream_id", Uuid, primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("digest", String(64), nullable=False),
+)
+
+
+def digest(topic: str, stream_id: UUID, version: int, plaintext: bytes) -> str:
+    h = hashlib.sha256()
+    for part in (topic.encode(), str(stream_id).encode(), str(version).encode()):
+        h.update(part)
+        h.update(b"\x1f")  # a separator no part contains
+    h.update(plaintext)
+    return h.hexdigest()
+
+
+def plaintext(mapper: Mapper[Any], stored: StoredEvent) -> bytes:
+    """The exact bytes the transcoder produced: decrypted and decompressed if need be."""
+    state = stored.state
+    if mapper.cipher:
+        state = mapper.cipher.decrypt(state)
+    if mapper.compressor:
+        state = mapper.compressor.decompress(state)
+    return state
+
+
+def stored_digest(mapper: Mapper[Any], stored: StoredEvent) -> str:
+    return digest(stored.topic, UUID(str(stored.originator_id)), stored.originator_version,
+                  plaintext(mapper, stored))
+
+
+def event_digest(mapper: Mapper[Any], event: Any) -> str:
+    """The digest of a domain event as it is (or will be) stored, without touching the store."""
+    clear = Mapper(transcoder=mapper.transcoder)  # same JSON, no compression, no cipher
+    return stored_digest(clear, clear.to_stored_event(event))
+
+
+def heads_digest(rows: Iterable[tuple[UUID, int, str]], access_head: str) -> str:
+    """One digest over every stream head (sorted by stream id) and the access log's head."""
+    h = hashlib.sha256()
+    for stream_id, version, head in sorted(rows, key=lambda r: str(r[0])):
+        h.update(f"{stream_id}:{version}:{head}\n".encode())
+    h.update(f"access:{access_head}\n".encode())
+    return h.hexdigest()
+
+
+def advance_heads(session: Session, mapper: Mapper[Any], events: Iterable[Any]) -> None:
+    """Move each stream's head to its newest saved event, in the saving transaction."""
+    newest: dict[UUID, Any] = {}
+    for event in events:
+        newest[event.originator_id] = event
+    for stream_id, event in newest.items():
+        values = {"version": event.originator_version, "digest": event_digest(mapper, event)}
+        moved = session.execute(
+            update(heads).where(heads.c.stream_id == stream_id).values(**values)
+        ).rowcount
+        if not moved:
+            session.execute(insert(heads).values(stream_id=stream_id, **values))
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    id: int
+    created_at: datetime
+    streams: int
+    events: int
+    access_entries: int
+    access_head: str
+    digest: str
