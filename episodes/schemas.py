@@ -112,7 +112,8 @@ class _ObjectList(fields.List):
 
     def __init__(self, schema: type[Schema], factory: type, **kwargs: Any):
         self._factory = factory
-        kwargs.setdefault("load_default", ())
+        if not kwargs.get("required"):
+            kwargs.setdefault("load_default", ())
         super().__init__(fields.Nested(schema), **kwargs)
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> tuple[Any, ...]:
@@ -175,7 +176,7 @@ class ReferSchema(CommandSchema):
 @_command("complete_intake")
 class CompleteIntakeSchema(EpisodeCommandSchema):
     clinician = Text(required=True, max_length=64)
-    diagnoses = _ObjectList(DiagnosisSchema, Diagnosis, validate=validate.Length(min=1))
+    diagnoses = _ObjectList(DiagnosisSchema, Diagnosis, required=True, validate=validate.Length(min=1))
     asam_ratings = fields.Dict(
         keys=fields.String(validate=validate.OneOf(["1", "2", "3", "4", "5", "6"])),
         values=WholeNumber(validate=validate.Range(0, 4)),
