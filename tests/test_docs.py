@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EVENTS_DOC = ROOT / "docs" / "events.md"
 LIBRARY_DOC = ROOT / "docs" / "library.md"
 PROJECTIONS_DOC = ROOT / "docs" / "projections.md"
+COMPLIANCE_DOC = ROOT / "docs" / "compliance.md"
 README = ROOT / "README.md"
 
 # A fenced block: ```python (run) or ```python no-run (shown only), up to the closing fence.
@@ -118,7 +119,9 @@ def test_write_refuses_a_file_without_markers(tmp_path):
 # ---------------------------------------------------------------- the examples run
 
 
-@pytest.mark.parametrize("document", [LIBRARY_DOC, PROJECTIONS_DOC, README], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "document", [LIBRARY_DOC, PROJECTIONS_DOC, COMPLIANCE_DOC, README], ids=lambda p: p.name
+)
 def test_the_python_examples_run_as_one_script(document: Path, tmp_path, monkeypatch):
     blocks = python_blocks(document)
     if document == README and not blocks:
