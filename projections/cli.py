@@ -1,12 +1,17 @@
-"""Read-side commands for ``care-episodes``: rebuild, project (catch up / follow), lag."""
+"""Read-side commands for ``care-episodes``: rebuild, project (catch up / follow), lag, list,
+export-fhir."""
 
 from __future__ import annotations
 
+import getpass
 import time
+from uuid import UUID
 
 import click
 
+from episodes.access import AccessLog
 from episodes.cli import _AppContext, pass_app
+from episodes.errors import EpisodesError
 from projections.projector import Projector
 
 
@@ -77,4 +82,36 @@ def list_episodes(ctx: _AppContext, **filters: object) -> None:
     click.echo(f"page {page.page} of {page.pages}, {page.total} episodes", err=True)
 
 
-COMMANDS = (rebuild, project, lag, list_episodes)
+@click.command("export-fhir")
+@click.argument("episode_id", type=click.UUID)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True),
+              help="Write the Bundle to FILE instead of standard output.")
+@pass_app
+def export_fhir(ctx: _AppContext, episode_id: UUID, output: str | None) -> None:
+    """Write an episode as a FHIR R4 Bundle (JSON).
+
+    The Bundle holds the EpisodeOfCare, the referral, the diagnoses, one Encounter per attended
+    session, the PHQ-9 / GAD-7 scores and one Provenance per event (see docs/fhir.md)."""
+    from projections.fhir import export_episode, to_json
+
+    try:
+        bundle = export_episode(ctx.app, episode_id)
+    except EpisodesError as error:
+        raise click.ClickException(str(error)) from None
+    text = to_json(bundle)
+    # An export from the command line is a disclosure like any other: it goes in the access log,
+    # under the operating-system user who ran it.
+    AccessLog(ctx.app.recorder.datastore.engine, ctx.app.clock).record(
+        actor_id=f"os:{getpass.getuser()}", actor_role="system", action="export",
+        episode_id=episode_id, patient_ref=ctx.app.episode(episode_id).state.patient_ref,
+        detail=f"care-episodes export-fhir ({'stdout' if output is None else 'file'})",
+    )
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    with open(output, "w", encoding="utf-8") as file:
+        file.write(text)
+    click.echo(f"Wrote a FHIR Bundle of {len(bundle['entry'])} resources to {output}.", err=True)
+
+
+COMMANDS = (rebuild, project, lag, list_episodes, export_fhir)
