@@ -348,11 +348,10 @@ def test_the_access_log_filters_by_action_actor_and_episode(client, panel, zed_e
 # ---------------------------------------------------------------------------- integrity
 
 
-def test_the_integrity_card_counts_events_and_claims_no_verification(client, panel, zed_episode):
+def test_the_integrity_card_counts_events_and_links_to_verification(client, panel, zed_episode):
     login(client, "reviewer")
     page = text(client.get("/audit/"))
     # Check six events were recorded (Zed's story), none waiting for the read models.
     assert '<dd class="num" id="event-count">6</dd>' in page
     assert '<dd class="num" id="read-lag">0</dd>' in page
-    assert "Tamper evidence is not built yet" in page and "care-episodes verify" in page
-    assert "verified" not in page.lower()
+    assert 'href="/audit/verification/"' in page

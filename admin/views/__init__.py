@@ -11,8 +11,9 @@ from admin.views.dashboard import bp as dashboard
 from admin.views.episodes import bp as episodes
 from admin.views.manage import bp as manage
 from admin.views.record import bp as record
+from admin.views.verification import bp as verification
 
-BLUEPRINTS = [auth, dashboard, episodes, record, audit, manage]
+BLUEPRINTS = [auth, dashboard, episodes, record, audit, manage, verification]
 
 # Menu entries: endpoint, label, roles that see it (the views check the role again).
 NAV = (
