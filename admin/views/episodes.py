@@ -1,15 +1,347 @@
-"""Episodes: the list and one episode's page."""
+"""Episodes: the list and one episode's page.
+
+The list's filters, search, sort and page are GET parameters, so a URL can be shared; a value
+the page does not know answers 400 (never 500). The episode page shows where the episode
+stands, every event of its history, its weekly hours, attendance, scores and authorizations,
+and can show the record as it stood at a version, at the end of a day, or on a clinical date.
+Every view of either page is written to the access log.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+from enum import Enum
+from typing import Any
+from uuid import UUID
 
-from admin.security import EVERYONE, roles
+from flask import Blueprint, abort, current_app, render_template, request, url_for
+from flask_login import current_user
+
+from admin import charts
+from admin.security import EVERYONE, RECORDERS, roles
+from admin.services import record_access, services
+from episodes import PATHWAY, EpisodeNotFound, EpisodeStatus, NotFound, allowed_commands
+from episodes.history import view as view_of
+from episodes.vocabulary import ASAM_LEVEL_CODES
+from projections.queries.attendance import DEFAULT_MISS_THRESHOLD as MISS_THRESHOLD
+from projections.queries.listing import SORTABLE
 
 bp = Blueprint("episodes", __name__, url_prefix="/episodes")
+
+PAGE_SIZES = (25, 50, 100)
+STATUSES = tuple(s.value for s in EpisodeStatus)
+LEVELS = tuple(sorted({code for codes in ASAM_LEVEL_CODES.values() for code in codes}, key=float))
+DATE_COLUMNS = {"referred_on", "admitted_on", "discharged_on", "recorded_at"}
+MAX_TEXT = 64  # the longest program code, clinic or search text accepted
+WEEK_WORDS = {"meets": "meets the minimum", "below": "below the minimum", "taper": "taper week",
+              "partial": "partial week (not judged)", "on-hold": "on hold (not judged)"}
+
+
+# ---------------------------------------------------------------- query parameters
+
+
+def _text(name: str) -> str | None:
+    value = request.args.get(name, "").strip()
+    if len(value) > MAX_TEXT:
+        abort(400, description=f"{name} is longer than {MAX_TEXT} characters.")
+    return value or None
+
+
+def _choice(name: str, allowed: tuple[str, ...], default: str | None = None) -> str | None:
+    value = request.args.get(name, "").strip()
+    if not value:
+        return default
+    if value not in allowed:
+        abort(400, description=f"{name} must be one of: {', '.join(allowed)}.")
+    return value
+
+
+def _integer(name: str, default: int | None = None, highest: int = 1_000_000) -> int | None:
+    value = request.args.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or not 1 <= int(value) <= highest:
+        abort(400, description=f"{name} must be a whole number from 1 to {highest}.")
+    return int(value)
+
+
+def _date(name: str) -> date | None:
+    value = request.args.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        abort(400, description=f"{name} must be a date like 2026-05-31.")
+
+
+# ---------------------------------------------------------------- the list
 
 
 @bp.route("/")
 @roles(*EVERYONE)
 def index():  # noqa: ANN201
-    return render_template("episodes/list.html")
+    svc = services()
+    default_size = current_app.config.get("PAGE_SIZE", 50)
+    args: dict[str, Any] = {
+        "status": _choice("status", STATUSES),
+        "program": _text("program"),
+        "clinic": _text("clinic"),
+        "level": _choice("level", LEVELS),
+        "over_target": _choice("over_target", ("yes", "no")),
+        "q": _text("q"),
+        "sort": _choice("sort", SORTABLE, "referred_on"),
+        "size": int(_choice("size", tuple(map(str, PAGE_SIZES)))
+                    or (default_size if default_size in PAGE_SIZES else 50)),
+        "page": _integer("page", 1),
+    }
+    args["dir"] = _choice("dir", ("asc", "desc"), "desc" if args["sort"] in DATE_COLUMNS else "asc")
+    filters = {
+        "status": args["status"], "program_code": args["program"], "clinic": args["clinic"],
+        "level_code": args["level"], "search": args["q"],
+        "over_target": None if args["over_target"] is None else args["over_target"] == "yes",
+        "sort": args["sort"], "descending": args["dir"] == "desc", "page_size": args["size"],
+    }
+    page = svc.reads.episodes(page=args["page"], **filters)
+    if args["page"] > page.pages:  # past the end (a shared link, fewer episodes now): the last page
+        args["page"] = page.pages
+        page = svc.reads.episodes(page=page.pages, **filters)
+    record_access("read", detail=f"episode list: {_query_text() or 'no filters'}")
+    programs = svc.episodes.programs()
+    return render_template(
+        "episodes/list.html", page=page, args=args, programs=programs,
+        clinics=sorted({clinic for p in programs for clinic in p.clinics}),
+        statuses=STATUSES, levels=LEVELS, page_sizes=PAGE_SIZES, miss_threshold=MISS_THRESHOLD,
+        list_url=lambda **changes: _list_url(args, changes), sort_link=lambda c: _sort(args, c),
+    )
+
+
+def _list_url(args: dict[str, Any], changes: dict[str, Any]) -> str:
+    merged = {**args, **changes}
+    defaults = {"page": 1, "size": current_app.config.get("PAGE_SIZE", 50), "sort": "referred_on"}
+    if merged["dir"] == ("desc" if merged["sort"] in DATE_COLUMNS else "asc"):
+        merged["dir"] = None  # the column's natural direction: keep the URL short
+    return url_for("episodes.index", **{
+        k: v for k, v in merged.items() if v not in (None, "") and defaults.get(k) != v
+    })
+
+
+def _sort(args: dict[str, Any], column: str) -> dict[str, str]:
+    """The link and the ``aria-sort`` of a column header: a click sorts by it, again reverses."""
+    natural = "desc" if column in DATE_COLUMNS else "asc"
+    if args["sort"] == column:
+        flipped = "asc" if args["dir"] == "desc" else "desc"
+        state = "descending" if args["dir"] == "desc" else "ascending"
+        return {"url": _list_url(args, {"dir": flipped, "page": 1}), "aria": state,
+                "arrow": "▼" if args["dir"] == "desc" else "▲"}
+    return {"url": _list_url(args, {"sort": column, "dir": natural, "page": 1}), "aria": "none",
+            "arrow": ""}
+
+
+def _query_text() -> str:
+    """The page's query, for the access log (bounded: the parameters are checked first)."""
+    return "&".join(f"{k}={v}" for k, v in request.args.items(multi=True) if v)[:500]
+
+
+# ---------------------------------------------------------------- one episode
+
+
+@bp.route("/<uuid:episode_id>")
+@roles(*EVERYONE)
+def show(episode_id: UUID):  # noqa: ANN201
+    svc = services()
+    as_of = {"version": _integer("version"), "recorded_on": _date("recorded_on"),
+             "effective_on": _date("effective_on")}
+    try:
+        events = list(svc.episodes.history(episode_id))
+    except EpisodeNotFound:
+        abort(404)
+    current = view_of(events)
+    view, as_of_error = current, None
+    if any(v is not None for v in as_of.values()):
+        recorded_at = _end_of_day(as_of["recorded_on"]) if as_of["recorded_on"] else None
+        try:
+            view = svc.episodes.episode(episode_id, version=as_of["version"],
+                                        recorded_at=recorded_at, effective_on=as_of["effective_on"])
+        except NotFound as not_found:
+            as_of_error = str(not_found)
+    # "clinical": a clinical date by today's record, whose figures the read models can give;
+    # "recorded": the record as it stood at a version or a day (with or without a clinical date).
+    mode = None if view is current else (
+        "clinical" if not (as_of["version"] or as_of["recorded_on"]) else "recorded")
+    shown = _known(events, view, as_of) if mode else events
+    query = _query_text()
+    record_access("read", episode_id=episode_id, patient_ref=current.state.patient_ref,
+                  detail=f"episode page: {query}" if query else "episode page")
+    status = _current_status(episode_id) if mode is None else None
+    return render_template(
+        "episodes/episode.html", episode_id=episode_id, view=view, mode=mode, as_of=as_of,
+        as_of_error=as_of_error, timeline=timeline(shown), latest_version=current.version,
+        programs={p.code: p for p in svc.episodes.programs()}, status=status,
+        progress=_progress(status),
+        figures=_figures(episode_id, as_of["effective_on"]) if mode != "recorded" else None,
+        then_and_now=(svc.reads.status_as_of(episode_id, as_of["effective_on"])
+                      if mode == "clinical" else None),
+        commands=_commands(view.state.status) if mode is None else [],
+    )
+
+
+def _progress(status: Any) -> Any:
+    if status is None or status.percent_of_target is None:
+        return None
+    return charts.progress(status.percent_of_target,
+                           title=f"day {status.day} of {status.target_days}")
+
+
+def _end_of_day(day: date) -> datetime:
+    """The recorded-time cut-off for "as the record stood on ``day``": midnight UTC after it."""
+    return datetime.combine(day + timedelta(days=1), time.min, tzinfo=timezone.utc)
+
+
+def _known(events: list, view: Any, as_of: dict[str, Any]) -> list:
+    """The events of the as-of view: recorded by its cut-off and, for a clinical date, dated on
+    or before it (with the corrections of those events)."""
+    known = [e for e in events if e.originator_version <= view.version]
+    day = as_of["effective_on"]
+    if day is None:
+        return known
+    kept = {e.originator_version for e in known
+            if not hasattr(e, "target_version") and e.effective_date <= day}
+    return [e for e in known if e.originator_version in kept
+            or getattr(e, "target_version", None) in kept]
+
+
+def _current_status(episode_id: UUID) -> Any:
+    try:
+        return services().reads.status(episode_id)
+    except EpisodeNotFound:  # recorded, but the read models have not caught up yet
+        return None
+
+
+def _figures(episode_id: UUID, on: date | None) -> dict[str, Any] | None:
+    reads = services().reads
+    try:
+        intensity = reads.intensity(episode_id, as_of=on)
+        figures = {
+            "intensity": intensity, "hours_chart": hours_chart(intensity),
+            "attendance": reads.attendance(episode_id, as_of=on),
+            "scores": reads.outcome_scores(episode_id),
+            "utilization": reads.utilization(episode_id, on=on),
+        }
+    except EpisodeNotFound:
+        return None
+    return figures
+
+
+def hours_chart(intensity: Any) -> Any:
+    minimum = intensity.minimum_weekly_hours
+    bars = [
+        charts.Bar(
+            label=f"W{w.iso_week}", value=float(w.hours), kind=w.classification,
+            title=f"{w.iso_year}-W{w.iso_week:02d} (from {w.week_start.isoformat()}): "
+                  f"{w.hours} h, {WEEK_WORDS.get(w.classification, w.classification)}",
+        )
+        for w in intensity.weeks
+    ]
+    return charts.bar_chart(
+        bars, title="Attended hours per ISO week against the program's minimum", unit="hours",
+        threshold=float(minimum) if minimum is not None else None,
+        threshold_label=f"minimum {float(minimum):g} h" if minimum is not None else "",
+    )
+
+
+def _commands(status: EpisodeStatus) -> list[dict[str, str]]:
+    """Links to record what the pathway allows next: for admins and clinicians only."""
+    if current_user.role not in RECORDERS:
+        return []
+    return [{"command": command, "label": command.replace("_", " ").capitalize(),
+             "summary": PATHWAY[command].summary} for command in allowed_commands(status)]
+
+
+# ---------------------------------------------------------------- the timeline
+
+HIDDEN = {"originator_id", "originator_version", "originator_topic", "timestamp", "envelope",
+          "effective_date", "target_version", "changes"}
+EVENT_WORDS = {"SessionCancelledByProgram": "Session cancelled by the program",
+               "EventVoided": "Correction: event voided",
+               "EventAmended": "Correction: event amended",
+               "MarkedEnteredInError": "Marked entered in error"}
+
+
+@dataclass
+class Entry:
+    """One event of the history as the page shows it."""
+
+    version: int
+    recorded_at: datetime
+    effective_date: date
+    event_type: str
+    words: str
+    actor_id: str
+    actor_role: str
+    reason: str | None
+    fields: list[tuple[str, str]]
+    target_version: int | None = None  # a correction: the version it corrects
+    changes: list[tuple[str, str, str]] = field(default_factory=list)  # field, before, after
+    voided_by: int | None = None
+    amended_by: list[int] = field(default_factory=list)
+
+
+def timeline(events: list) -> list[Entry]:
+    """Every event in recorded order; corrections point at their target, and the corrected
+    events say which later version voided or amended them."""
+    entries: dict[int, Entry] = {}
+    values: dict[int, dict[str, Any]] = {}  # each event's fields as amended so far
+    for event in events:
+        name, version = type(event).__name__, event.originator_version
+        own = {k: v for k, v in vars(event).items() if k not in HIDDEN}
+        values[version] = {**own, "effective_date": event.effective_date}
+        entry = Entry(
+            version=version, recorded_at=event.timestamp, effective_date=event.effective_date,
+            event_type=name, words=EVENT_WORDS.get(name) or _words(name),
+            actor_id=event.envelope.actor_id, actor_role=event.envelope.actor_role.value,
+            reason=event.envelope.reason,
+            fields=[(k.replace("_", " "), in_words(v)) for k, v in own.items()
+                    if v not in (None, (), {})],
+            target_version=getattr(event, "target_version", None),
+        )
+        target = entries.get(entry.target_version or 0)
+        if name == "EventVoided" and target:
+            target.voided_by = version
+        elif name == "EventAmended" and target:
+            target.amended_by.append(version)
+            before = values[target.version]
+            entry.changes = [(k.replace("_", " "), in_words(before.get(k)), in_words(v))
+                             for k, v in event.changes.items()]
+            before.update(event.changes)
+        entries[version] = entry
+    return list(entries.values())
+
+
+def _words(name: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", r" \1", name).capitalize()
+
+
+def in_words(value: Any) -> str:
+    """A field value in words: codes for enums and levels, lists joined, dicts as pairs."""
+    if value is None:
+        return "—"
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {in_words(v)}" for k, v in value.items())
+    if isinstance(value, (tuple, list)):
+        return "; ".join(in_words(v) for v in value)
+    if hasattr(value, "code") and hasattr(value, "category"):  # a diagnosis
+        return f"{value.code} {value.display or in_words(value.category)}".strip()
+    if hasattr(value, "code") and hasattr(value, "edition"):  # a level of care
+        return f"{value.code} ({value.edition.value})"
+    if hasattr(value, "id") and hasattr(value, "role"):  # a care team member
+        return f"{value.id} ({value.role})"
+    return str(value)
