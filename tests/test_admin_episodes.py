@@ -360,3 +360,25 @@ def test_as_of_a_day_and_a_clinical_date_together(client, story):
     html = page.get_data(as_text=True)
     assert heading(html).endswith('<span class="badge active">active</span>')
     assert "the record at the end of 2026-06-01 (UTC), clinical date 2026-05-25" in html
+
+
+def test_the_episode_page_exports_fhir_and_records_the_export(client, panel):
+    import json
+
+    from tests.pathways import admitted_episode
+
+    app = panel.extensions["care_episodes"].episodes
+    from episodes import Actor, ActorRole
+
+    episode = admitted_episode(app, Actor("clin-ana", ActorRole.CLINICIAN), date(2026, 3, 2))
+    login(client, "clinician")
+    page = client.get(f"/episodes/{episode}").get_data(as_text=True)
+    assert f'href="/episodes/{episode}/fhir.json"' in page
+    response = client.get(f"/episodes/{episode}/fhir.json")
+    assert response.status_code == 200 and response.mimetype == "application/fhir+json"
+    bundle = json.loads(response.get_data(as_text=True))
+    assert bundle["resourceType"] == "Bundle"
+    assert any(e["resource"]["resourceType"] == "EpisodeOfCare" for e in bundle["entry"])
+    exports = list(panel.extensions["care_episodes"].access.entries(action="export"))
+    assert [(e.actor_id, e.episode_id, e.detail) for e in exports] == [("clinician", episode, "FHIR R4 Bundle")]
+    assert client.get("/episodes/00000000-0000-0000-0000-000000000000/fhir.json").status_code == 404

@@ -16,7 +16,7 @@ from enum import Enum
 from typing import Any
 from uuid import UUID
 
-from flask import Blueprint, abort, current_app, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, render_template, request, url_for
 from flask_login import current_user
 
 from admin import charts
@@ -186,6 +186,25 @@ def show(episode_id: UUID):  # noqa: ANN201
                       if mode == "clinical" else None),
         commands=_commands(view.state.status) if mode is None else [],
     )
+
+
+@bp.route("/<uuid:episode_id>/fhir.json")
+@roles(*EVERYONE)
+def fhir(episode_id: UUID):  # noqa: ANN201
+    """The episode as a FHIR R4 Bundle: a disclosure, so it is recorded as an export."""
+    from projections.fhir import export_episode, to_json
+
+    app = services().episodes
+    try:
+        bundle = export_episode(app, episode_id)
+    except EpisodeNotFound:
+        abort(404)
+    record_access("export", episode_id=episode_id, patient_ref=app.episode(episode_id).state.patient_ref,
+                  detail="FHIR R4 Bundle")
+    return Response(to_json(bundle), mimetype="application/fhir+json", headers={
+        "Content-Disposition": f"attachment; filename=episode-{episode_id}.fhir.json",
+        "Cache-Control": "no-store",
+    })
 
 
 def _progress(status: Any) -> Any:
