@@ -11,6 +11,7 @@ from episodes.errors import (
     ClinicalDateError,
     ConflictError,
     CorrectionRejected,
+    EncryptionKeyError,
     EpisodeNotFound,
     EpisodesError,
     IntakeRequired,
@@ -49,7 +50,7 @@ from episodes.vocabulary import (
 __all__ = [
     "IOP", "PHP", "PATHWAY", "Actor", "ActorRole", "AgeBand", "AuthorizationUnit", "CareTeamMember",
     "ClinicalDateError", "Clock", "ConflictError", "CorrectionRejected", "CriteriaEdition", "Diagnosis",
-    "DiagnosisCategory", "DischargeType", "Envelope", "Episode", "EpisodeNotFound", "EpisodeState",
+    "DiagnosisCategory", "DischargeType", "EncryptionKeyError", "Envelope", "Episode", "EpisodeNotFound", "EpisodeState",
     "EpisodeStatus", "EpisodeView", "Episodes", "EpisodesError", "FixedClock", "Instrument",
     "IntakeRequired", "InvalidCommand", "LevelChangeKind", "LevelOfCare", "LevelOfCareError",
     "NotFound", "NotPermitted", "ProgramDefinition", "ProgramNotFound", "ReasonRequired", "Receipt",

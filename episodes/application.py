@@ -19,7 +19,7 @@ from eventsourcing.persistence import IntegrityError, JSONTranscoder, Mapper
 from eventsourcing.utils import get_topic
 from marshmallow import ValidationError
 
-from episodes import access, history, integrity, preparation, rules, storage
+from episodes import access, encryption, history, integrity, preparation, rules, storage
 from episodes.clock import Clock, SystemClock, latest_clinical_date
 from episodes.episode import Episode
 from episodes.errors import (
@@ -53,7 +53,7 @@ class Receipt:
     duplicate: bool = False
 
 
-class _TupleRestoringMapper(Mapper[UUID]):
+class _TupleRestoringMapper(encryption.KeyCheckingMapper):
     """JSON has no tuples: give tuple-typed event fields back as tuples, as they were saved."""
 
     def to_domain_event(self, stored_event: Any) -> Any:
@@ -91,6 +91,13 @@ class Episodes(Application[UUID]):
         storage.tune_engine(engine)
         integrity.metadata.create_all(engine)
         access.metadata.create_all(engine)  # reads are audited beside the events
+        try:
+            # A wrong or missing key fails here, before anything is written in clear beside
+            # encrypted events.
+            encryption.check_readable(self.recorder, self.mapper)
+        except EpisodesError:
+            self.close()
+            raise
 
     def _record(self, processing_event: Any) -> Any:
         # The events and their streams' new heads are written in one transaction.
@@ -110,7 +117,8 @@ class Episodes(Application[UUID]):
         return aggregate, integrity.stored_digest(self.mapper, stored[-1])
 
     def construct_mapper(self) -> Mapper[UUID]:
-        return _TupleRestoringMapper(transcoder=self.construct_transcoder())
+        # The factory's mapper, so a configured cipher (CARE_EPISODES_CIPHER_KEY) is used.
+        return self.factory.mapper(self.construct_transcoder(), mapper_class=_TupleRestoringMapper)
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)

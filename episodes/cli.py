@@ -35,7 +35,7 @@ class _AppContext:
     @property
     def app(self) -> Episodes:
         if self._app is None:
-            self._app = Episodes(self.url)
+            self._app = _or_fail(lambda: Episodes(self.url))  # e.g. a wrong cipher key
         return self._app
 
 

@@ -3,7 +3,7 @@
 With a key, every event's payload (its fields and envelope, as JSON) is encrypted by
 eventsourcing's ``AESCipher`` (the ``cryptography`` package, AES in GCM mode, a fresh 96-bit
 nonce per event) before it reaches the database.  Stream ids, versions, topics and the order
-of events stay in clear: see docs/encryption.md.
+of events stay in clear: see docs/compliance.md (encryption at rest).
 
 A database read without its key, or with another key, fails with :class:`EncryptionKeyError`
 saying so, never with a JSON error or with garbage:
@@ -136,7 +136,7 @@ def diagnose(mapper: Mapper[Any], stored: StoredEvent) -> str | None:
     if mapper.cipher is not None:
         try:
             mapper.cipher.decrypt(state)
-        except Exception:
+        except Exception:  # noqa: BLE001 - whatever the cipher raises, this key cannot read it
             if _is_json_object(state, thorough=True):
                 return (
                     "it was stored unencrypted, and a key is configured: the database was "
@@ -150,7 +150,7 @@ def diagnose(mapper: Mapper[Any], stored: StoredEvent) -> str | None:
     try:
         if mapper.compressor:
             state = mapper.compressor.decompress(state)
-    except Exception:
+    except Exception:  # noqa: BLE001 - not a compressed payload: an encrypted one
         return "it is not readable without a key: it looks encrypted, and no key is configured"
     if not _is_json_object(state, thorough=True):
         return "it is not readable JSON: it looks encrypted, and no key is configured"

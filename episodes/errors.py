@@ -16,7 +16,8 @@ what was tried, in which state, and what would have been allowed.
     ├── NotFound                  no such episode / program / event version
     │   ├── EpisodeNotFound
     │   └── ProgramNotFound
-    └── ConflictError             another writer changed the episode and the command no longer holds
+    ├── ConflictError             another writer changed the episode and the command no longer holds
+    └── EncryptionKeyError        the events cannot be decrypted: a missing or wrong cipher key
 """
 
 from __future__ import annotations

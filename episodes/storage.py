@@ -40,7 +40,7 @@ def event_store_environment(url: str) -> dict[str, str]:
 
     With ``$CARE_EPISODES_CIPHER_KEY`` set, event payloads are encrypted (AES-GCM) before they
     reach the database; a key can also be given explicitly with
-    ``Episodes(url, env=encryption.cipher_environment(key))``.  See docs/encryption.md.
+    ``Episodes(url, env=encryption.cipher_environment(key))``.  See docs/compliance.md (encryption at rest).
     """
     return {
         "PERSISTENCE_MODULE": "eventsourcing_sqlalchemy",

@@ -91,7 +91,7 @@ def export_fhir(ctx: _AppContext, episode_id: UUID, output: str | None) -> None:
     """Write an episode as a FHIR R4 Bundle (JSON).
 
     The Bundle holds the EpisodeOfCare, the referral, the diagnoses, one Encounter per attended
-    session, the PHQ-9 / GAD-7 scores and one Provenance per event (see docs/fhir.md)."""
+    session, the PHQ-9 / GAD-7 scores and one Provenance per event (see docs/compliance.md (FHIR export))."""
     from projections.fhir import export_episode, to_json
 
     try:

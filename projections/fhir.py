@@ -5,7 +5,7 @@ The exporter reads the write side's public API only: ``Episodes.history(id)`` (e
 corrections included), ``Episodes.episode(id)`` (the facts that count after corrections) and
 ``Episodes.program(code)``.  It needs no read-model table and no FHIR library: it builds plain
 dicts.  Resource ids are UUIDs derived from the episode id, so exporting the same version of an
-episode twice gives the same resources.  The mapping is documented in ``docs/fhir.md``.
+episode twice gives the same resources.  The mapping is documented in ``docs/compliance.md (FHIR export)``.
 
     bundle = export_episode(app, episode_id)     # a dict
     text = to_json(bundle)                       # its JSON
@@ -60,7 +60,7 @@ LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
 WORKFLOW_EPISODE = "http://hl7.org/fhir/StructureDefinition/workflow-episodeOfCare"
 
-# Project-local systems and extensions (not published terminologies: see docs/fhir.md)
+# Project-local systems and extensions (not published terminologies: see docs/compliance.md (FHIR export))
 LOCAL = "https://care-episodes.example"
 ASAM_LEVEL = f"{LOCAL}/CodeSystem/asam-level"
 DISCHARGE_TYPE = f"{LOCAL}/CodeSystem/discharge-type"

@@ -46,14 +46,15 @@ def sessions_in(app: Episodes, episode: UUID) -> list[tuple[int, str, date]]:
 
 def load_stale_copy_first(app: Episodes, stale: Episode, monkeypatch) -> list[UUID]:
     """Make the app's next load return ``stale``, as if another writer appended right after it."""
-    real_get: Callable[..., Any] = app.repository.get
+    real_load: Callable[..., Any] = app._load
     loads: list[UUID] = []
 
-    def get(aggregate_id: UUID, *args: Any, **kwargs: Any) -> Any:
+    def load(aggregate_id: UUID) -> Any:
         loads.append(aggregate_id)
-        return stale if len(loads) == 1 else real_get(aggregate_id, *args, **kwargs)
+        # The chain's head hardly matters here: the stale append is refused by its version.
+        return (stale, "stale head") if len(loads) == 1 else real_load(aggregate_id)
 
-    monkeypatch.setattr(app.repository, "get", get)
+    monkeypatch.setattr(app, "_load", load)
     return loads
 
 

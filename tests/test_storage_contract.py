@@ -48,7 +48,10 @@ from tests.pathways import (
 )
 
 EVENTS_TABLE = "care_episodes_events"
-INTEGRITY_TABLES = ["care_episodes_checkpoint_heads", "care_episodes_checkpoints", "care_episodes_heads"]
+INTEGRITY_TABLES = [
+    "care_episodes_access", "care_episodes_checkpoint_heads", "care_episodes_checkpoints",
+    "care_episodes_heads",
+]
 
 
 
@@ -217,7 +220,7 @@ def test_an_amended_list_of_diagnoses_comes_back_as_a_tuple(any_app, other_app, 
 def test_the_events_table_has_a_fixed_name(any_app, database_url, clock):
     tables = sorted(sqlalchemy.inspect(any_app.recorder.datastore.engine).get_table_names())
     # Check the event table is named after the application's fixed name, not after a class;
-    # the others hold the hash chain's stream heads and checkpoints.
+    # the others hold the access log, the hash chain's stream heads and the checkpoints.
     assert tables == sorted([EVENTS_TABLE, *INTEGRITY_TABLES])
 
     class AuditedEpisodes(Episodes):  # a subclass, as an integrator might write
