@@ -30,6 +30,8 @@ PROGRAMS = (
 GROUP_TOPICS = ("DBT distress tolerance", "CBT thought records", "Mindfulness",
                 "Relapse prevention", "Emotion regulation", "Interpersonal effectiveness")
 DISCHARGE_TYPES = [t for t in DischargeType]
+# planned, declined, waitlisted then cancelled, waitlisted, entered in error: then the rest at random.
+FIRST_FATES = (0.02, 0.07, 0.11, 0.15, 0.99)
 CLINICIANS = [Actor(f"clin-{n}", ActorRole.CLINICIAN) for n in ("ana", "ben", "chi", "dev")]
 
 
@@ -77,6 +79,8 @@ def _seed_episode(app: Episodes, rng: random.Random, n: int, seed: int, today: d
         requested_level="2.5" if step_down else "2.1",
     ).episode_id
     fate = rng.random()
+    if n < len(FIRST_FATES):
+        fate = FIRST_FATES[n]  # the first episodes cover every status, whatever the seed
     if fate < 0.05:
         return episode  # still planned
     intake_on = min(referred + timedelta(days=rng.randint(0, 5)), today)
@@ -104,20 +108,29 @@ def _seed_episode(app: Episodes, rng: random.Random, n: int, seed: int, today: d
         authorized=program["target_weeks"] * program["days_per_week"], start=admitted,
         end=admitted + timedelta(weeks=program["target_weeks"]),
         next_review=admitted + timedelta(weeks=4))
-    _sessions_and_exit(run, rng, program, admitted, today, step_down)
+    sessions = _sessions_and_exit(run, rng, program, admitted, today, step_down, n)
+    # Corrections happen: a session recorded with the wrong minutes, one on the wrong day.
+    if len(sessions) > 3 and (n % 7 == 3 or rng.random() < 0.15):
+        run("amend_event", target_version=sessions[1].version, changes={"minutes": 120},
+            reason="the group ended an hour early; minutes corrected")
+    if len(sessions) > 5 and (n % 11 == 5 or rng.random() < 0.08):
+        run("void_event", target_version=sessions[4].version,
+            reason="recorded on the wrong patient's episode")
     if fate > 0.985:
         run("mark_entered_in_error", reason="recorded for the wrong patient")
     return episode
 
 
 def _sessions_and_exit(run, rng: random.Random, program: dict, admitted: date, today: date,
-                       step_down: bool) -> None:
+                       step_down: bool, n: int) -> list[Receipt]:
+    """Sessions until the planned exit or today; the attended ones' receipts."""
     target = admitted + timedelta(weeks=program["target_weeks"])
     planned_exit = min(target, admitted + timedelta(days=int(rng.triangular(7, 100, 60))))
     drop_out = rng.random() < 0.2
     session_days = {0: (0, 2, 4), 1: (0, 1, 2, 3)}[int(program["days_per_week"] == 4)]
     day, misses, last = admitted, 0, admitted  # last: the latest session or change of status
     on_hold_used = False
+    attended: list[Receipt] = []
     while day <= min(planned_exit, today):
         if day.weekday() in session_days:
             if drop_out and day > admitted + timedelta(weeks=3):
@@ -126,14 +139,14 @@ def _sessions_and_exit(run, rng: random.Random, program: dict, admitted: date, t
                 if misses >= 3:
                     run("discharge", effective_date=day, discharge_type="left-against-advice",
                         reason="three consecutive unexcused absences; did not respond to outreach")
-                    return
+                    return attended
             elif rng.random() < 0.08:
                 run("record_absence", effective_date=day, kind="group", minutes=180,
                     excused=rng.random() < 0.5)
             else:
-                run("record_attendance", effective_date=day, kind="group", minutes=180,
+                attended.append(run("record_attendance", effective_date=day, kind="group", minutes=180,
                     format="virtual" if program["format"] == "hybrid" and rng.random() < 0.5 else "in-person",
-                    topic=rng.choice(GROUP_TOPICS))
+                    topic=rng.choice(GROUP_TOPICS)))
                 last = day
                 if day.weekday() == session_days[0] and rng.random() < 0.7:
                     run("record_attendance", effective_date=day, kind=SessionKind.INDIVIDUAL.value,
@@ -150,9 +163,14 @@ def _sessions_and_exit(run, rng: random.Random, program: dict, admitted: date, t
             last = day
         day += timedelta(days=1)
     if planned_exit >= today:
-        return  # still in care
-    kind = rng.choice(DISCHARGE_TYPES)
+        if rng.random() < 0.25 and last < today:  # still in care, some of them on hold now
+            run("place_on_hold", effective_date=min(last + timedelta(days=1), today),
+                reason="hospital admission for a medical condition",
+                expected_return=today + timedelta(days=7))
+        return attended
+    kind = DISCHARGE_TYPES[n % len(DISCHARGE_TYPES)]  # every discharge type appears
     discharged = max(planned_exit, last)
     run("discharge", effective_date=discharged, discharge_type=kind.value,
         reason=kind.value.replace("-", " "), aftercare_plan="weekly outpatient therapy",
         follow_up_date=discharged + timedelta(days=7))
+    return attended

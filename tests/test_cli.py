@@ -99,3 +99,48 @@ def test_list_filters_episodes_from_the_read_models(tmp_path):
     lines = [line.split("\t") for line in listed.stdout.splitlines()]
     assert lines and all(line[2] == "finished" for line in lines)
     assert f"{len(lines)} episodes" in listed.stderr
+
+
+def test_the_demo_covers_every_status_discharge_type_and_correction(tmp_path):
+    from sqlalchemy import create_engine, text
+
+    from admin.cli import main as full_cli
+
+    url = f"sqlite:///{tmp_path / 'demo-cover.db'}"
+    result = CliRunner().invoke(full_cli, ["--db", url, "demo", "--episodes", "60", "--seed", "7"])
+    assert result.exit_code == 0, result.output
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        statuses = {r[0] for r in connection.execute(text("SELECT status FROM rm_episodes"))}
+        discharges = {r[0] for r in connection.execute(
+            text("SELECT discharge_type FROM rm_episodes WHERE discharge_type IS NOT NULL"))}
+        corrections = {r[0] for r in connection.execute(
+            text("SELECT event_type FROM rm_audit WHERE action IN ('correct', 'void')"))}
+    engine.dispose()
+    from episodes import DischargeType, EpisodeStatus
+
+    assert statuses == {s.value for s in EpisodeStatus}
+    assert discharges == {t.value for t in DischargeType}
+    assert corrections == {"EventAmended", "EventVoided", "MarkedEnteredInError"}
+
+
+def test_users_add_reads_the_password_from_stdin_and_refuses_a_short_one(tmp_path):
+    from admin.cli import main as full_cli
+    from admin.users import UserStore
+    from episodes import Episodes, SystemClock
+
+    url = f"sqlite:///{tmp_path / 'users.db'}"
+    runner = CliRunner()
+    made = runner.invoke(full_cli, ["--db", url, "users", "add", "dana", "--role", "reviewer"],
+                         input="a-long-enough-password\n")
+    assert made.exit_code == 0, made.output
+    assert made.output.strip() == "Created reviewer dana."
+    short = runner.invoke(full_cli, ["--db", url, "users", "add", "eve", "--role", "admin"], input="short\n")
+    assert short.exit_code == 1 and "at least 10 characters" in short.output
+    app = Episodes(url)
+    store = UserStore(app.recorder.datastore.engine, SystemClock())
+    assert store.authenticate("dana", "a-long-enough-password").role.value == "reviewer"
+    assert store.get("eve") is None
+    listed = runner.invoke(full_cli, ["--db", url, "users", "list"])
+    assert listed.output.strip() == "dana\treviewer\tactive"
+    app.close()
