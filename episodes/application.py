@@ -136,8 +136,11 @@ class Episodes(Application[UUID]):
                 Program.Defined, id=program_id(definition.code), timestamp=self.clock.now(),
                 definition=definition, envelope=replace(envelope, previous_hash=integrity.GENESIS),
             )
-            self.save(program)
-            return definition
+            try:
+                self.save(program)
+                return definition
+            except IntegrityError:  # defined by someone else at the same moment
+                existing = self.program(definition.code)
         if existing == definition:
             return existing
         raise InvalidCommand(
