@@ -43,6 +43,10 @@ def roles(*allowed: ActorRole) -> Callable[[Callable[..., Any]], Callable[..., A
         @login_required
         def guarded(*args: Any, **kwargs: Any) -> Any:
             if current_user.role not in allowed:
+                # A refused attempt is part of the trail too (ASTM E2147: outcome of the access).
+                from admin.services import record_access
+
+                record_access("read", outcome="denied")
                 abort(403)
             return view(*args, **kwargs)
 

@@ -135,7 +135,7 @@ def _sessions_and_exit(run, rng: random.Random, program: dict, admitted: date, t
         if day.weekday() in session_days:
             if drop_out and day > admitted + timedelta(weeks=3):
                 run("record_absence", effective_date=day, kind="group", minutes=180, excused=False)
-                misses += 1
+                misses, last = misses + 1, day  # a missed session is a session on the record
                 if misses >= 3:
                     run("discharge", effective_date=day, discharge_type="left-against-advice",
                         reason="three consecutive unexcused absences; did not respond to outreach")
@@ -143,6 +143,7 @@ def _sessions_and_exit(run, rng: random.Random, program: dict, admitted: date, t
             elif rng.random() < 0.08:
                 run("record_absence", effective_date=day, kind="group", minutes=180,
                     excused=rng.random() < 0.5)
+                last = day
             else:
                 attended.append(run("record_attendance", effective_date=day, kind="group", minutes=180,
                     format="virtual" if program["format"] == "hybrid" and rng.random() < 0.5 else "in-person",

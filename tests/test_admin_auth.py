@@ -81,3 +81,10 @@ def test_no_open_redirect_after_login(client):
         "username": "admin", "password": PANEL_PASSWORDS["admin"], "csrf_token": csrf_token(client),
     })
     assert response.headers["Location"] == "/"
+
+
+def test_a_refused_page_is_logged_as_a_denied_access(client, panel):
+    login(client, "clinician")
+    assert client.get("/users").status_code == 403
+    last = access_rows(panel)[-1]
+    assert (last["actor_id"], last["outcome"], last["detail"]) == ("clinician", "denied", "GET /users")

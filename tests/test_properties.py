@@ -259,3 +259,22 @@ def test_the_level_field_takes_exactly_the_codes_of_the_edition_it_names(edition
         with pytest.raises(ValidationError) as refused:
             schema.load(raw)
         assert set(refused.value.messages_dict) == {"to_level"}
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), days_back=st.integers(0, 400))
+def test_the_demo_seeds_without_breaking_a_rule_for_any_seed_or_day(seed, days_back):
+    # The demo records through the public API, so every rule applies to it: it must never
+    # ask for something the pathway refuses, whatever the seed and whatever today is.
+    from datetime import datetime, timedelta, timezone
+
+    from episodes import Episodes, FixedClock
+    from episodes.demo import seed_demo
+
+    now = datetime(2026, 6, 1, 12, tzinfo=timezone.utc) - timedelta(days=days_back)
+    app = Episodes("sqlite://", clock=FixedClock(now))
+    try:
+        summary = seed_demo(app, episodes=12, seed=seed)
+    finally:
+        app.close()
+    assert sum(summary.statuses.values()) == 12

@@ -1,0 +1,163 @@
+"""The benchmark harness, run on a tiny workload: every figure is a JSON line with the six keys,
+a positive value beside a positive limit, and the ratio the issue defines.
+
+No test here times anything: the figures' sizes are whatever this machine gives.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks import concurrency
+from benchmarks.backends import PostgresBackend
+from benchmarks.context import Sizes
+from benchmarks.figures import Figure, Reporter, percentile
+from benchmarks.memory import peak_rss
+from benchmarks.runner import run_backend
+
+ROOT = Path(__file__).resolve().parent.parent
+KEYS = {"name", "backend", "value", "unit", "limit", "ratio"}
+SQLITE_FIGURES = {
+    "commands", "bulk_import", "rebuild",
+    "panel.list.median", "panel.list.p95", "panel.episode.median", "panel.episode.p95",
+    "panel.episode_long.median", "panel.episode_long.p95",
+    "panel.audit_export.median", "panel.audit_export.p95",
+    "memory.rebuild", "memory.audit_export",
+}
+LOWER_IS_BETTER_UNITS = {"ms", "MiB"}  # times and memory: ratio = limit / value
+
+
+def figures(output: str) -> dict[str, dict]:
+    lines = [json.loads(line) for line in output.splitlines() if line.strip()]
+    return {line["name"]: line for line in lines}
+
+
+def expected_ratio(figure: dict) -> float:
+    if figure["unit"] in LOWER_IS_BETTER_UNITS:
+        return figure["limit"] / figure["value"]
+    return figure["value"] / figure["limit"]
+
+
+# ---------------------------------------------------------------- figures and percentiles
+
+
+def test_a_rate_is_compared_as_value_over_limit_and_a_time_as_limit_over_value():
+    commands = Figure("commands", "sqlite", 150.0, "commands/s", 3000.0)
+    page = Figure("panel.list.p95", "sqlite", 20.0, "ms", 0.5, lower_is_better=True)
+    # Check 150 / 3000 = 0.05, and 0.5 ms / 20 ms = 0.025.
+    assert commands.as_dict() == {"name": "commands", "backend": "sqlite", "value": 150.0,
+                                  "unit": "commands/s", "limit": 3000.0, "ratio": 0.05}
+    assert page.ratio == 0.025
+
+
+def test_the_printed_ratio_is_that_of_the_printed_numbers():
+    figure = Figure("rebuild", "postgres", 1234.5678, "events/s", 98765.4321)
+    line = json.loads(figure.json_line())
+    # Check the value and the limit are rounded to 4 significant digits, the ratio from them:
+    # 1235 / 98770 = 0.012503...
+    assert (line["value"], line["limit"], line["ratio"]) == (1235.0, 98770.0, 0.0125)
+
+
+def test_the_95th_percentile_is_the_nearest_rank():
+    samples = [float(n) for n in range(1, 21)]  # 1..20 ms
+    # Check rank ceil(0.95 * 20) = 19: the 19th smallest sample; the median of 1..20 is 10.5.
+    assert percentile(samples, 0.95) == 19.0
+    assert percentile([7.0], 0.95) == 7.0
+
+
+def test_a_quick_run_is_200_episodes_and_the_rest_follows_from_n():
+    sizes = Sizes.choose(quick=True)
+    # Check a fifth of 200 episodes recorded as commands, a tenth in the small memory database.
+    assert (sizes.episodes, sizes.command_episodes, sizes.memory_small) == (200, 40, 20)
+    assert Sizes.choose(episodes=2_000).command_episodes == 400
+    assert Sizes.choose().writers == 8
+
+
+# ---------------------------------------------------------------- a whole run on SQLite
+
+
+def test_a_tiny_run_on_sqlite_prints_every_figure_as_one_json_line():
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--json", "--backend", "sqlite", "--episodes", "5",
+         "--long-episode", "12", "--repeats", "3", "--raw-seconds", "0.2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    found = {line["name"]: line for line in lines}
+    # Check one line per figure of the issue (concurrency is PostgreSQL's), each with the six keys.
+    assert set(found) == SQLITE_FIGURES
+    assert len(lines) == len(SQLITE_FIGURES)
+    for figure in lines:
+        assert set(figure) == KEYS, figure
+        assert figure["backend"] == "sqlite"
+        assert figure["value"] > 0 and figure["limit"] > 0, figure
+        assert figure["ratio"] == pytest.approx(expected_ratio(figure), rel=1e-3), figure
+    # Check the units name what was measured.
+    assert found["commands"]["unit"] == "commands/s"
+    assert found["bulk_import"]["unit"] == found["rebuild"]["unit"] == "events/s"
+    assert found["panel.audit_export.p95"]["unit"] == "ms"
+    assert found["memory.rebuild"]["unit"] == "MiB"
+    # Check the progress went to standard error, never between the JSON lines.
+    assert "imported_events" in done.stderr
+
+
+def test_a_run_without_json_prints_a_readable_table():
+    out = io.StringIO()
+    reporter = Reporter(as_json=False, out=out, quiet=True)
+    reporter.emit(Figure("commands", "sqlite", 150.0, "commands/s", 3000.0))
+    # Check the line names the figure, its value and unit, the limit and the ratio.
+    assert out.getvalue().split() == ["sqlite", "commands", "150", "commands/s", "limit", "3000",
+                                      "ratio", "0.05"]
+
+
+# ---------------------------------------------------------------- memory
+
+
+def test_a_childs_peak_memory_is_its_own_not_the_benchmark_processs(sqlite_url):
+    ballast = b"x" * (300 * 1024 * 1024)  # this process now holds 300 MiB more
+    peak, said = peak_rss("baseline", sqlite_url)
+    # Check the child (the libraries and an open application) is measured well under 300 MiB:
+    # a child started straight from this process would start at its peak.
+    assert said == "opened"
+    assert 10 < peak < 300
+    assert len(ballast) == 300 * 1024 * 1024
+
+
+# ---------------------------------------------------------------- concurrency on PostgreSQL
+
+
+@pytest.mark.postgres
+def test_two_writers_into_the_same_episodes_lose_and_duplicate_nothing(postgres_url):
+    out = io.StringIO()
+    reporter = Reporter(as_json=True, out=out, quiet=True)
+    backend = PostgresBackend(existing_url=postgres_url)
+    sizes = Sizes(writers=2, writer_commands=4, raw_seconds=0.2)
+    ctx = run_backend(backend, sizes, reporter, stages=(concurrency,))
+    found = figures(out.getvalue())
+    assert set(found) == {"concurrency.commands", "concurrency.conflicts_retried",
+                          "concurrency.events_found", "concurrency.distinct_command_ids",
+                          "concurrency.projected"}
+    assert all(set(f) == KEYS and f["backend"] == "postgres" for f in found.values())
+    # Check the throughput is beside the raw limit of as many writer processes.
+    throughput = found["concurrency.commands"]
+    assert throughput["value"] > 0 and throughput["limit"] > 0
+    assert throughput["ratio"] == pytest.approx(throughput["value"] / throughput["limit"], rel=1e-3)
+    # Check 2 writers x 4 sessions = 8 events found for 8 commands acknowledged, 8 command ids.
+    assert (found["concurrency.events_found"]["value"], found["concurrency.events_found"]["limit"]) \
+        == (8, 8)
+    assert found["concurrency.distinct_command_ids"]["value"] == 8
+    # Check the read models kept up: 3 programs + 2 episodes x (referral, intake, admission)
+    # + 8 sessions = 17 events, 17 audit rows.
+    assert (found["concurrency.projected"]["value"], found["concurrency.projected"]["limit"]) \
+        == (17, 17)
+    # Check retries are counted per command (none is fine: the stream lock serialises writers).
+    retried = found["concurrency.conflicts_retried"]
+    assert retried["limit"] == 8 and retried["value"] >= 0
+    assert "problems" not in ctx.facts
