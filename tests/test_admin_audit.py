@@ -110,8 +110,9 @@ def test_admins_and_reviewers_audit_clinicians_may_not(client, panel, zed_episod
     response = client.get(path.format(episode=zed_episode))
     assert response.status_code == status
     if status == 403:
-        # Check a refused clinician leaves no read or export behind.
-        assert len(access_rows(panel)) == before
+        # Check a refused clinician leaves no read or export behind: only the denied attempt.
+        added = access_rows(panel)[before:]
+        assert [(row["action"], row["outcome"]) for row in added] == [("read", "denied")]
 
 
 def test_the_audit_needs_a_login(client):
