@@ -1,0 +1,115 @@
+"""5. Memory: peak resident memory of a rebuild and of a full audit export, each in a process
+of its own, at two sizes (the small database has a tenth of the episodes).  Flat memory means
+the same peak at both sizes.
+
+Each figure: value = the peak at the full size (MiB), limit = the peak at the small size,
+ratio = limit / value (1.0: flat; 0.5: the peak doubled).
+
+The peak is the child's ``ru_maxrss``, as ``getrusage(RUSAGE_CHILDREN)`` reports it in a small
+measuring process started for each child (see ``MEASURER``), so no other child, and not the
+benchmark process itself, can hide or inflate it.
+
+Run as a child: ``python -m benchmarks.memory rebuild|export|baseline URL``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks import workload
+from benchmarks.context import Context
+from episodes import Episodes
+
+ROOT = Path(__file__).resolve().parent.parent
+MODES = ("baseline", "rebuild", "export")
+
+
+class _Discard:
+    """A text stream that keeps nothing: the export's bytes are counted, not held."""
+
+    def __init__(self) -> None:
+        self.characters = 0
+
+    def write(self, text: str) -> int:
+        self.characters += len(text)
+        return len(text)
+
+
+def child(mode: str, url: str) -> str:
+    """What the child process does; returns a line for its parent."""
+    app = Episodes(url, clock=workload.bench_clock())
+    try:
+        if mode == "baseline":  # the libraries imported and the application opened
+            import projections  # noqa: F401 - what the others import
+
+            return "opened"
+        if mode == "rebuild":
+            from projections import Projector
+
+            projector = Projector(app)
+            projector.drop_tables()
+            projector.create_tables()
+            return f"{projector.catch_up()} events applied"
+        from projections import ReadModels
+
+        sink = _Discard()
+        rows = ReadModels(app).export_audit(sink, "csv")  # type: ignore[arg-type]
+        return f"{rows} audit rows, {sink.characters} characters"
+    finally:
+        app.close()
+
+
+# A small process between the benchmark and the measured child.  On Linux a process's peak RSS
+# starts at the RSS of the process it was forked from (the kernel keeps the old memory's high
+# water mark across exec), so the child is started from this small process, not from the big
+# benchmark process; this one reads the peak of its only child: RUSAGE_CHILDREN.
+MEASURER = (
+    "import resource, subprocess, sys\n"
+    "done = subprocess.run(sys.argv[1:])\n"
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    "sys.exit(done.returncode)\n"
+)
+
+
+def peak_rss(mode: str, url: str) -> tuple[float, str]:
+    """Run ``mode`` in a child process: (its peak resident memory in MiB, what it said)."""
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURER, sys.executable, "-m", "benchmarks.memory", mode, url],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the {mode} child failed ({done.returncode}):\n{done.stderr}")
+    *said, peak_kib = done.stdout.strip().splitlines()
+    return int(peak_kib) / 1024, " ".join(said)  # Linux reports KiB
+
+
+def measure_database(ctx: Context, url: str, label: str) -> dict[str, float]:
+    peaks = {}
+    for mode in MODES:
+        peaks[mode], said = peak_rss(mode, url)
+        ctx.log(f"memory {label}: {mode}: peak {peaks[mode]:.1f} MiB ({said})")
+    ctx.note(f"memory_{label}_peaks_mib", {m: round(v, 1) for m, v in peaks.items()})
+    return peaks
+
+
+def run(ctx: Context) -> None:
+    """After the other main-database stages: the full size, then a small database."""
+    large = measure_database(ctx, ctx.main_url, "full")
+    small_url = ctx.backend.fresh("small")
+    app = Episodes(small_url, clock=workload.bench_clock())
+    try:
+        seeded = workload.seed(app, ctx.sizes.memory_small)
+        ctx.note("memory_small_events", seeded.commands)
+    finally:
+        app.close()
+    small = measure_database(ctx, small_url, "small")
+    for mode, name in (("rebuild", "memory.rebuild"), ("export", "memory.audit_export")):
+        ctx.emit(name, large[mode], "MiB", small[mode], lower_is_better=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] not in MODES:
+        sys.exit(f"usage: python -m benchmarks.memory {{{'|'.join(MODES)}}} URL")
+    print(child(sys.argv[1], sys.argv[2]))

@@ -1,0 +1,236 @@
+"""Where one inline command spends its time: input for the optimisation work (not a figure).
+
+    python -m benchmarks.profiling [--backend sqlite|postgres] [--episodes N] [--commands K]
+
+Builds a database of N demo episodes (read models rebuilt), then records K sessions, each into
+another active episode, through :class:`projections.ProjectedEpisodes` (as the panel does):
+first timed without a profiler, then under a profiler: ``pyinstrument`` (sampling, little
+overhead) when it is installed, else ``cProfile`` (deterministic, but its overhead inflates
+code with many small calls).  Prints the time per command in each part of the command path
+(inclusive: a part contains the parts indented under it), the SQL statements one command
+sends, and (cProfile) the functions with the most time of their own.
+
+pyinstrument is not a dependency: ``.venv/bin/pip install pyinstrument`` to use it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import event
+
+from benchmarks import workload
+from benchmarks.backends import PostgresBackend, SQLiteBackend
+from benchmarks.rebuild import rebuild
+from episodes import Actor, ActorRole, Episodes, application, integrity, storage
+from episodes.episode import Episode
+from projections import ProjectedEpisodes, ReadModels, derive
+from projections.projector import Projector
+
+PROFILE_DATABASE = "care_episodes_bench_profile"  # not the benchmark's: both can run at once
+
+
+def _parts() -> tuple[list[tuple[int, str, Callable[..., Any]]], list[tuple[str, Callable[..., Any]]]]:
+    """The command path: (depth, label, function) in the order a command runs them; and the
+    work counted wherever it is called from: (label, function)."""
+    from eventsourcing.application import Application, Repository
+    from eventsourcing_sqlalchemy.recorders import (
+        SQLAlchemyAggregateRecorder,
+        SQLAlchemyApplicationRecorder,
+    )
+    from sqlalchemy.orm import Session
+
+    path = [
+        (0, "the whole command (Episodes.execute)", Episodes.execute),
+        (1, "validate the input (marshmallow schema)", application._load),
+        (1, "lock the stream", storage.lock_stream),
+        (1, "load the episode: whole stream, fold, head digest", Episodes._load),
+        (1, "decide (Episode.record)", Episode.record),
+        (1, "save (Application.save)", Application.save),
+        (2, "INSERT the event (ORM flush)", SQLAlchemyApplicationRecorder._insert_stored_events),
+        (3, "LOCK TABLE events (PostgreSQL)", SQLAlchemyAggregateRecorder._lock_table),
+        (2, "advance the stream head (hash chain)", integrity.advance_heads),
+        (2, "inline read models (Projector.apply_pending)", Projector.apply_pending),
+        (3, "SELECT the new notifications (twice)",
+         SQLAlchemyApplicationRecorder.select_notifications),
+        (3, "fold the episode (cache, else replay)", Projector._fold),
+        (4, "replay the whole stream again", Repository.get),
+        (3, "write the episode row and fact rows", Projector._write_episode),
+        (3, "close / open status periods", Projector._write_periods),
+        (1, "COMMIT (when the command's transaction ends)", Session.commit),
+    ]
+    anywhere = [
+        ("SELECT a stream (select_events)", SQLAlchemyAggregateRecorder.select_events),
+        ("decode a stored event (mapper.to_domain_event)",
+         application._TupleRestoringMapper.to_domain_event),
+        ("digest of a stored event (hash chain)", integrity.stored_digest),
+        ("digest of a new event (hash chain)", integrity.event_digest),
+        ("derive the episode row", derive.episode_row),
+    ]
+    return path, anywhere
+
+
+def _key(function: Callable[..., Any]) -> tuple[str, int, str]:
+    code = function.__code__
+    return code.co_filename, code.co_firstlineno, code.co_name
+
+
+class StatementCounter:
+    """SQL statements sent to the database, by their verb and table."""
+
+    def __init__(self, engine: Any):
+        self.counts: Counter[str] = Counter()
+        event.listen(engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        words = statement.split()
+        verb = words[0].upper() if words else "?"
+        table = next((w for w in words if w.startswith(("care_episodes_", "rm_"))), "")
+        if not table and len(words) > 1:  # e.g. SELECT pg_advisory_xact_lock(...)
+            table = words[1].split("(")[0]
+        self.counts[f"{verb} {table}".strip()] += 1
+
+
+def build(url: str, episodes: int) -> None:
+    app = Episodes(url, clock=workload.bench_clock())
+    try:
+        workload.seed(app, episodes)
+    finally:
+        app.close()
+    rebuild(url)
+
+
+def active_episodes(app: ProjectedEpisodes) -> dict[UUID, date]:
+    """The active episodes (up to 500) and the day each was admitted on."""
+    reads = ReadModels(app)
+    page = reads.episodes(status="active", page_size=500)
+    return {row.episode_id: row.admitted_on for row in page.rows}
+
+
+def record_sessions(app: ProjectedEpisodes, admitted: dict[UUID, date], count: int,
+                    start: int) -> None:
+    actor = Actor("clin-profile", ActorRole.CLINICIAN)
+    ids = list(admitted)
+    for n in range(start, start + count):
+        episode = ids[n % len(ids)]
+        app.execute("record_attendance", {
+            "episode_id": episode, "command_id": f"profile-{n}", "kind": "group", "minutes": 180,
+            "format": "in-person", "effective_date": admitted[episode],  # a day in treatment
+        }, actor)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.profiling")
+    parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--episodes", type=int, default=500)
+    parser.add_argument("--commands", type=int, default=100)
+    parser.add_argument("--profiler", choices=("pyinstrument", "cprofile"),
+                        default="pyinstrument" if _has_pyinstrument() else "cprofile")
+    args = parser.parse_args(argv)
+    backend = (SQLiteBackend() if args.backend == "sqlite"
+               else PostgresBackend(database=PROFILE_DATABASE))
+    try:
+        url = backend.fresh("profile")
+        build(url, args.episodes)
+        app = ProjectedEpisodes(url, clock=workload.bench_clock())
+        ids = active_episodes(app)
+        k = min(args.commands, len(ids))
+        print(f"{backend.describe()}; {args.episodes} demo episodes, "
+              f"{app.recorder.max_notification_id()} events; {k} commands into {k} active episodes")
+        start = time.perf_counter()
+        record_sessions(app, ids, k, 0)
+        plain_ms = (time.perf_counter() - start) * 1000 / k
+        app.projector._cache.clear()  # each profiled command is a first visit, like the timed ones
+        statements = StatementCounter(app.recorder.datastore.engine)  # type: ignore[attr-defined]
+        if args.profiler == "pyinstrument":
+            from pyinstrument import Profiler
+
+            sampler = Profiler(interval=0.001)
+            sampler.start()
+            record_sessions(app, ids, k, k)
+            sampler.stop()
+            measured: Callable[[Callable[..., Any]], tuple[float, float | None]] = \
+                _sampled(sampler.last_session.root_frame(), k)
+            profiler = None
+        else:
+            profiler = cProfile.Profile()
+            profiler.enable()
+            record_sessions(app, ids, k, k)
+            profiler.disable()
+            measured = _traced(profiler, k)
+        app.close()
+    finally:
+        backend.close()
+    print(f"profiler: {args.profiler}")
+    report(measured, statements, k, plain_ms)
+    if profiler is not None:
+        print("\nfunctions with the most time of their own:")
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
+
+
+def _has_pyinstrument() -> bool:
+    try:
+        import pyinstrument  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _traced(profiler: cProfile.Profile, k: int) -> Callable[[Callable[..., Any]], tuple[float, float | None]]:
+    """Per command: (inclusive ms, calls) of a function, from cProfile."""
+    table = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+
+    def per_command(function: Callable[..., Any]) -> tuple[float, float | None]:
+        entry = table.get(_key(function))
+        return (entry[3] * 1000 / k, entry[1] / k) if entry else (0.0, 0.0)
+
+    return per_command
+
+
+def _sampled(root: Any, k: int) -> Callable[[Callable[..., Any]], tuple[float, float | None]]:
+    """Per command: (inclusive ms, None) of a function, from pyinstrument's call tree (the
+    outermost frames of the function, wherever they are called from)."""
+
+    def inclusive(frame: Any, key: tuple[str, int, str]) -> float:
+        if (frame.file_path, frame.line_no, frame.function) == key:
+            return frame.time
+        return sum(inclusive(child, key) for child in frame.children)
+
+    def per_command(function: Callable[..., Any]) -> tuple[float, float | None]:
+        return (inclusive(root, _key(function)) * 1000 / k if root else 0.0), None
+
+    return per_command
+
+
+def report(measured: Callable[[Callable[..., Any]], tuple[float, float | None]],
+           statements: StatementCounter, k: int, plain_ms: float) -> None:
+    path, anywhere = _parts()
+    total = measured(Episodes.execute)[0]
+    print(f"\n{plain_ms:.2f} ms per command without the profiler; {total:.2f} ms under it\n")
+    print("the command path, per command (inclusive ms; share of the whole command; calls):")
+
+    def line(indent: str, label: str, function: Callable[..., Any]) -> None:
+        ms, calls = measured(function)
+        shown = "" if calls is None else f"{calls:5.3g}"
+        print(f"  {indent}{label:<{56 - len(indent)}} {ms:8.2f} ms {ms / total:6.1%}  {shown}")
+
+    for depth, label, function in path:
+        line("  " * depth, label, function)
+    print("\ncounted wherever called, per command:")
+    for label, function in anywhere:
+        line("", label, function)
+    print(f"\nSQL statements per command: {sum(statements.counts.values()) / k:.1f}")
+    for statement, count in statements.counts.most_common():
+        print(f"  {count / k:5.2f}  {statement}")
+
+
+if __name__ == "__main__":
+    main()

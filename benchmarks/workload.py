@@ -1,0 +1,116 @@
+"""The workload: realistic episodes written through the library's own commands.
+
+* :func:`seed` records demo episodes (``episodes.demo.seed_demo``: three programs, every
+  status and discharge type, misses, holds, step-downs, corrections), ~19 events each.
+* :func:`record_long_episode` records one episode of a given number of events (a long stay
+  with two sessions a day): the subject of the per-episode audit export and a long episode page.
+* :class:`Timed` wraps an application and times its ``execute`` calls only, so what the demo
+  generator itself does (and its reads between episodes) is not counted.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+from uuid import UUID
+
+from episodes import Actor, ActorRole, Episodes, FixedClock
+from episodes.demo import seed_demo
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)  # the demo counts its dates back from here
+HISTORY_SEED = 7  # the historical episodes (bulk import)
+COMMANDS_SEED = 8  # the episodes recorded as inline commands (other command ids, other episodes)
+LONG_ACTOR = Actor("clin-bench", ActorRole.CLINICIAN)
+LONG_PATIENT = "Patient/BENCH-LONG"
+
+
+def bench_clock() -> FixedClock:
+    return FixedClock(NOW)
+
+
+class Timed:
+    """An application whose ``execute`` calls are counted and timed; all else passes through."""
+
+    def __init__(self, app: Episodes):
+        self.app = app
+        self.seconds = 0.0
+        self.commands = 0
+
+    def execute(self, command: str, data: Any, actor: Actor) -> Any:
+        start = time.perf_counter()
+        try:
+            return self.app.execute(command, data, actor)
+        finally:
+            self.seconds += time.perf_counter() - start
+            self.commands += 1
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.app, name)
+
+    @property
+    def rate(self) -> float:
+        return self.commands / self.seconds if self.seconds else 0.0
+
+
+@dataclass(frozen=True)
+class Seeded:
+    episode_ids: tuple[UUID, ...]
+    commands: int  # one event each
+    seconds: float  # inside execute() only
+
+    @property
+    def rate(self) -> float:
+        return self.commands / self.seconds
+
+
+def seed(app: Episodes, episodes: int, seed: int = HISTORY_SEED) -> Seeded:
+    """Record ``episodes`` demo episodes through ``app.execute``, timing the commands."""
+    timed = Timed(app)
+    summary = seed_demo(timed, episodes=episodes, seed=seed, today=NOW.date())  # type: ignore[arg-type]
+    return Seeded(summary.episode_ids, timed.commands, timed.seconds)
+
+
+def record_long_episode(app: Episodes, events: int) -> UUID:
+    """One episode of exactly ``events`` events: referral, intake, admission, then sessions
+    (a group and an individual session most days, an excused absence now and then)."""
+    if events < 4:
+        raise ValueError("a long episode has at least 4 events")
+    run = _runner(app)
+    referred = date(2025, 6, 2)
+    episode_id = run("refer", patient_ref=LONG_PATIENT, effective_date=referred,
+                     source="primary care", direction="step-up", requested_level="2.1").episode_id
+    run("complete_intake", episode_id=episode_id, effective_date=referred + timedelta(days=1),
+        clinician=LONG_ACTOR.id, diagnoses=[{"code": "F33.1", "category": "mental-health"}],
+        asam_ratings={str(d): 2 for d in range(1, 7)}, recommended_level="2.1", phq9=18, gad7=14)
+    admitted = referred + timedelta(days=2)
+    run("admit", episode_id=episode_id, effective_date=admitted, program_code="iop-12wk",
+        clinic="north", payer="Medicaid")
+    for n in range(events - 3):
+        day = admitted + timedelta(days=n // 2)
+        if n % 17 == 16:
+            run("record_absence", episode_id=episode_id, effective_date=day, kind="group",
+                minutes=180, excused=True)
+        elif n % 2 == 0:
+            run("record_attendance", episode_id=episode_id, effective_date=day, kind="group",
+                minutes=180, format="in-person", topic="Relapse prevention")
+        else:
+            run("record_attendance", episode_id=episode_id, effective_date=day,
+                kind="individual", minutes=50, format="virtual", topic="individual therapy")
+    return episode_id
+
+
+def _runner(app: Episodes) -> Any:
+    counter = iter(range(1_000_000))
+
+    def run(command: str, **data: Any) -> Any:
+        data["command_id"] = f"bench-long-{next(counter)}"
+        return app.execute(command, data, LONG_ACTOR)
+
+    return run
+
+
+def stream_lengths(app: Episodes, episode_ids: tuple[UUID, ...]) -> dict[UUID, int]:
+    """How many events each of the given episodes has (its version)."""
+    return {episode_id: app.repository.get(episode_id).version for episode_id in episode_ids}
