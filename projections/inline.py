@@ -26,6 +26,8 @@ class ProjectedEpisodes(Episodes):
     def _record(self, processing_event: Any) -> Any:
         with self.projector.forgetting_on_failure(), self.recorder.transaction(commit=True) as session:
             recordings = super()._record(processing_event)
+            # The command's own episode is already folded: the projector need not replay it.
+            self.projector.remember(processing_event.aggregates.values())
             # Everything after the position, ours included: events written by a writer that
             # does not project inline are caught up here too, never skipped.
             self.projector.apply_pending(session)

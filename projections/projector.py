@@ -18,7 +18,7 @@ and a catch-up runner never apply the same events twice; the second waits, then 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
@@ -62,6 +62,17 @@ class Projector:
     def drop_tables(self) -> None:
         tables.metadata.drop_all(self.engine)
         self._cache.clear()
+
+    def remember(self, aggregates: Iterable[Any]) -> None:
+        """Keep the episodes a command just saved, so projecting their events inline does not
+        read and decode the streams again.  Only call this inside the saving transaction: if
+        it fails, ``forgetting_on_failure`` drops them."""
+        for aggregate in aggregates:
+            if isinstance(aggregate, Episode):
+                self._cache.pop(aggregate.id, None)
+                self._cache[aggregate.id] = aggregate
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
 
     # ---------------------------------------------------------------- positions
 
@@ -165,7 +176,9 @@ class Projector:
         """The episode at the event's version, from the cache when it holds the version before."""
         episode_id = event.originator_id
         cached = self._cache.pop(episode_id, None)
-        if cached is not None and cached.version == event.originator_version - 1:
+        if cached is not None and cached.version == event.originator_version:
+            episode = cached  # the writer's own aggregate: this event is already in it
+        elif cached is not None and cached.version == event.originator_version - 1:
             episode = event.mutate(cached)
         elif event.originator_version == 1:
             episode = event.mutate(None)

@@ -180,3 +180,21 @@ def test_catch_up_can_stop_and_restart_anywhere(sqlite_url, clock, clinician):
     Projector(writer).catch_up(batch_size=13)
     assert canonical_dump(writer.recorder.datastore.engine) == expected
     writer.close()
+
+
+def test_an_inline_command_does_not_replay_its_own_stream_again(projected, clinician, monkeypatch):
+    episode = admitted_episode(projected, clinician, date(2026, 3, 2))
+    projected.projector._cache.clear()  # a cold projector, as after a restart
+
+    def no_replay(*args, **kwargs):
+        raise AssertionError("the projector replayed a stream the command had just loaded")
+
+    # The command loads the episode itself (Episodes._load); the projector must reuse it.
+    monkeypatch.setattr(projected.repository, "get", no_replay)
+    receipt = attend(projected, episode, clinician, date(2026, 3, 5), minutes=150)
+    assert receipt.version == 4
+    with projected.recorder.datastore.engine.connect() as connection:
+        minutes = connection.execute(
+            select(tables.episodes.c.attended_minutes).where(tables.episodes.c.episode_id == episode)
+        ).scalar_one()
+    assert minutes == 150
