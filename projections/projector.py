@@ -111,7 +111,9 @@ class Projector:
             self.apply(session, batch, position)
             position = batch[-1].id
             applied += len(batch)
-            if limit is not None:
+            if limit is not None or len(batch) < DEFAULT_BATCH:
+                # A short batch was all there was: asking again would only find nothing.  (A
+                # writer who appends after this read projects its own events, ours included.)
                 return applied
 
     def catch_up(self, *, batch_size: int = DEFAULT_BATCH, progress: Callable[[int], None] | None = None) -> int:
