@@ -102,7 +102,6 @@ STEPS: tuple[Step, ...] = (
 
 PATHWAY: dict[str, Step] = {step.command: step for step in STEPS}
 STEP_BY_EVENT: dict[str, Step] = {step.event: step for step in STEPS}
-CORRECTION_EVENTS = frozenset({"EventVoided", "EventAmended"})
 
 
 def allowed_commands(status: EpisodeStatus | None) -> list[str]:

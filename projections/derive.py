@@ -13,10 +13,9 @@ from uuid import UUID
 
 from episodes.episode import Episode
 from episodes.events import (
+    CORRECTION_EVENTS,
     AuthorizationRecorded,
     EpisodeEvent,
-    EventAmended,
-    EventVoided,
     IntakeCompleted,
     OutcomeMeasured,
     ReferralReceived,
@@ -156,7 +155,7 @@ def may_change_periods(event: EpisodeEvent) -> bool:
 
 
 def is_correction(event: object) -> bool:
-    return isinstance(event, (EventVoided, EventAmended))
+    return isinstance(event, CORRECTION_EVENTS)
 
 
 def program_row(program: Program) -> dict[str, Any]:

@@ -122,14 +122,19 @@ def audit_log(
     ``action`` and ``event_type`` take one name or several.  The filters are checked now;
     the rows are read as the iterator is consumed, so the connection must stay open until then.
     """
-    statement = audit_statement(
-        episode_id=episode_id, actor_id=actor_id, action=action, event_type=event_type,
+    statement = _checked_statement(
+        yield_per, episode_id=episode_id, actor_id=actor_id, action=action, event_type=event_type,
         patient_ref=patient_ref, recorded_from=recorded_from, recorded_to=recorded_to,
         after_position=after_position, limit=limit,
     )
+    return _stream(connection, statement, yield_per)
+
+
+def _checked_statement(yield_per: int, **filters: Any) -> Select[Any]:
+    """The statement for the filters, every argument checked before any row is read."""
     if yield_per < 1:
         raise ValueError(f"yield_per must be at least 1, got {yield_per}")
-    return _stream(connection, statement, yield_per)
+    return audit_statement(**filters)
 
 
 def _stream(connection: Connection, statement: Select[Any], yield_per: int) -> Iterator[AuditEntry]:
@@ -254,13 +259,11 @@ class AuditQueries:
     ) -> Iterator[AuditEntry]:
         """The audit history, filtered, in log order, streamed (a connection stays open while
         the iterator is consumed; close it, or run it to the end)."""
-        statement = audit_statement(
-            episode_id=episode_id, actor_id=actor_id, action=action, event_type=event_type,
+        statement = _checked_statement(
+            yield_per, episode_id=episode_id, actor_id=actor_id, action=action, event_type=event_type,
             patient_ref=patient_ref, recorded_from=recorded_from, recorded_to=recorded_to,
             after_position=after_position, limit=limit,
         )
-        if yield_per < 1:
-            raise ValueError(f"yield_per must be at least 1, got {yield_per}")
         return self._audit_stream(statement, yield_per)
 
     def _audit_stream(self, statement: Select[Any], yield_per: int) -> Iterator[AuditEntry]:
