@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime
+from functools import cache
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
+import sqlalchemy.exc
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, Mapper
 from eventsourcing.utils import get_topic
@@ -31,13 +33,15 @@ from episodes.errors import (
     ProgramNotFound,
     RuleViolation,
 )
-from episodes.events import EVENT_CLASSES, EpisodeEvent
+from episodes.events import EVENT_CLASSES, EpisodeEvent, ReferralReceived
 from episodes.history import EpisodeView
 from episodes.pathway import PATHWAY
 from episodes.program import Program, ProgramDefinition, program_id
+from episodes.recent import RecentEpisodes
 from episodes.schemas import SCHEMAS, DefineProgramSchema
 from episodes.transcodings import register_all
 from episodes.values import Actor, Envelope
+from episodes.writer import Appended, Head, StreamWriter
 
 MAX_ATTEMPTS = 5
 
@@ -98,6 +102,8 @@ class Episodes(Application[UUID]):
         except EpisodesError:
             self.close()
             raise
+        self.writer = StreamWriter(self.recorder, self.mapper)
+        self._recent = RecentEpisodes()
 
     def _record(self, processing_event: Any) -> Any:
         # The events and their streams' new heads are written in one transaction.
@@ -195,7 +201,7 @@ class Episodes(Application[UUID]):
         if command not in SCHEMAS:
             raise InvalidCommand(command, {"command": [f"Unknown command; known: {', '.join(SCHEMAS)}."]})
         _check_may_record(actor)
-        schema = SCHEMAS[command]()
+        schema = _schema(command)
         values = _load(schema, command, data)
         envelope = _envelope(actor, values)
         effective_date: date = values.pop("effective_date") or self.clock.now().date()
@@ -207,17 +213,25 @@ class Episodes(Application[UUID]):
         # The stream id comes from the command id, so a repeated referral finds its episode;
         # it never comes from the patient, whose reference stays inside the (encryptable) payload.
         episode_id = uuid5(NAMESPACE_URL, f"care-episodes:episode:{envelope.command_id}")
-        if episode_id in self.repository:
-            return self._duplicate(self.repository.get(episode_id), envelope.command_id)
-        episode = Episode.refer(
-            id=episode_id, timestamp=self.clock.now(), latest_date=self._latest_date(),
-            effective_date=effective_date,
-            envelope=replace(envelope, previous_hash=integrity.GENESIS), **values,
-        )
         try:
-            self.save(episode)
-        except IntegrityError:  # the same referral was submitted twice at once
+            with self.writer.transaction() as connection:
+                if self.writer.head(connection, episode_id) is not None:
+                    episode = None  # referred before: answered below, outside this transaction
+                else:
+                    episode = Episode.refer(
+                        id=episode_id, timestamp=self.clock.now(), latest_date=self._latest_date(),
+                        effective_date=effective_date,
+                        envelope=replace(envelope, previous_hash=integrity.GENESIS), **values,
+                    )
+                    appended = self._append_events(connection, episode, None)
+        except (IntegrityError, sqlalchemy.exc.IntegrityError):  # the same referral, twice at once
+            episode = None
+        except BaseException:
+            self._discard(episode_id)
+            raise
+        if episode is None:
             return self._duplicate(self.repository.get(episode_id), envelope.command_id)
+        self._recent.put(episode, _head(appended))
         return _receipt(episode, episode.facts[1])
 
     def _append(
@@ -228,18 +242,19 @@ class Episodes(Application[UUID]):
         for attempt in range(MAX_ATTEMPTS):
             try:
                 # Load, decide and append in one transaction, holding the stream's lock.
-                with self.recorder.transaction(commit=True) as session:
-                    storage.lock_stream(session, episode_id)
-                    episode, head = self._load_episode(episode_id)
+                with self.writer.transaction() as connection:
+                    self.writer.lock_stream(connection, episode_id)
+                    episode, head = self._current_episode(connection, episode_id)
                     if envelope.command_id in episode.command_ids:
-                        return self._duplicate(episode, envelope.command_id)
+                        self._recent.put(episode, head)  # untouched: still current
+                        break  # answered below, outside the transaction
                     try:
                         rules.check_status(episode.state, PATHWAY[command])  # before any lookup
                         fields = preparation.prepare(self, command, episode, dict(values))
                         event = episode.record(
                             event_class, timestamp=self.clock.now(), latest_date=self._latest_date(),
                             effective_date=effective_date,
-                            envelope=replace(envelope, previous_hash=head), **fields,
+                            envelope=replace(envelope, previous_hash=head.digest), **fields,
                         )
                     except RuleViolation as violation:
                         if attempt == 0:
@@ -249,14 +264,51 @@ class Episodes(Application[UUID]):
                             f"at version {episode.version}), and the {command.replace('_', ' ')} no "
                             f"longer holds: {violation}"
                         ) from violation
-                    self.save(episode)
-            except IntegrityError:
+                    appended = self._append_events(connection, episode, head)
+            except (IntegrityError, sqlalchemy.exc.IntegrityError):
+                self._discard(episode_id)
                 continue  # a writer without the lock appended first: decide again
+            except BaseException:
+                self._discard(episode_id)
+                raise
+            self._recent.put(episode, _head(appended))
             return _receipt(episode, event)
-        raise ConflictError(
-            f"the {command.replace('_', ' ')} kept conflicting with other writers "
-            f"after {MAX_ATTEMPTS} attempts; nothing was recorded, try again"
-        )
+        else:
+            raise ConflictError(
+                f"the {command.replace('_', ' ')} kept conflicting with other writers "
+                f"after {MAX_ATTEMPTS} attempts; nothing was recorded, try again"
+            )
+        return self._duplicate(episode, envelope.command_id)
+
+    def _current_episode(self, connection: Any, episode_id: UUID) -> tuple[Episode, Head]:
+        """The episode at its stream's head: kept from this process's last command on it when
+        that is still the head (checked against the heads table), else replayed."""
+        head = self.writer.head(connection, episode_id)
+        episode = self._recent.take(episode_id, head)
+        if episode is not None:
+            assert head is not None
+            return episode, head
+        stored = self.writer.stream(connection, episode_id)
+        if not stored or stored[0].topic != get_topic(ReferralReceived):
+            raise EpisodeNotFound(episode_id)
+        episode = None
+        for event in map(self.mapper.to_domain_event, stored):
+            episode = event.mutate(episode)  # type: ignore[attr-defined]
+        assert isinstance(episode, Episode)
+        return episode, Head(episode.version, integrity.stored_digest(self.mapper, stored[-1]))
+
+    def _append_events(self, connection: Any, aggregate: Any, previous: Head | None) -> list[Appended]:
+        """Write the aggregate's new events and its stream's head in the command's transaction."""
+        appended = self.writer.append(connection, aggregate.collect_events(), previous)
+        self._project_inline(connection, appended, aggregate)
+        return appended
+
+    def _project_inline(self, connection: Any, appended: list[Appended], aggregate: Any) -> None:
+        """A hook for read models written in the command's own transaction (none here)."""
+
+    def _discard(self, episode_id: UUID) -> None:
+        """A command on this episode failed: whatever was kept of it may not be current."""
+        self._recent.take(episode_id, None)
 
     def _duplicate(self, episode: Episode, command_id: str) -> Receipt:
         version = episode.command_ids[command_id]
@@ -375,6 +427,13 @@ def _check_may_record(actor: Actor) -> None:
         )
 
 
+@cache
+def _schema(command: str) -> Any:
+    # One instance per command: building a marshmallow schema costs more than loading with it,
+    # and loading keeps no state on the instance.
+    return SCHEMAS[command]()
+
+
 def _load(schema: Any, command: str, data: Mapping[str, Any]) -> dict[str, Any]:
     try:
         return dict(schema.load(dict(data)))
@@ -391,6 +450,11 @@ def _envelope(actor: Actor, values: dict[str, Any]) -> Envelope:
         correlation_id=values.pop("correlation_id", None) or command_id,
         reason=values.pop("reason", None),
     )
+
+
+def _head(appended: list[Appended]) -> Head:
+    newest = appended[-1]
+    return Head(newest.event.originator_version, newest.digest)
 
 
 def _receipt(episode: Episode, event: EpisodeEvent, duplicate: bool = False) -> Receipt:

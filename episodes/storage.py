@@ -12,7 +12,7 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from episodes import encryption
@@ -68,7 +68,11 @@ def tune_engine(engine: Engine) -> None:
     engine.dispose()  # connections opened before the listener existed get the pragmas too
 
 
-def lock_stream(session: Session, stream_id: UUID) -> None:
+_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+_SQLITE_WRITE_LOCK = text(f"UPDATE {EVENTS_TABLE} SET id = id WHERE 1 = 0")
+
+
+def lock_stream(session: Session | Connection, stream_id: UUID) -> None:
     """Serialise writers of one stream for the rest of the transaction.
 
     Optimistic concurrency alone (a unique version per stream) never loses a write, but when
@@ -78,9 +82,9 @@ def lock_stream(session: Session, stream_id: UUID) -> None:
     at a time anyway: a no-op UPDATE takes the database's write lock at once, instead of after
     the read, when another writer may already have moved on.
     """
-    dialect = session.get_bind().dialect.name
+    dialect = (session.dialect if isinstance(session, Connection) else session.get_bind().dialect).name
     if dialect == "postgresql":
         key = (stream_id.int >> 64) - (1 << 63)  # a signed 64-bit key from the id's high bits
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        session.execute(_ADVISORY_LOCK, {"key": key})
     elif dialect == "sqlite":
-        session.execute(text(f"UPDATE {EVENTS_TABLE} SET id = id WHERE 1 = 0"))
+        session.execute(_SQLITE_WRITE_LOCK)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from uuid import UUID
 
 from episodes.application import Episodes
 from episodes.clock import Clock
+from episodes.writer import Appended
 from projections.projector import Projector
 
 
@@ -30,5 +32,12 @@ class ProjectedEpisodes(Episodes):
             self.projector.remember(processing_event.aggregates.values())
             # Everything after the position, ours included: events written by a writer that
             # does not project inline are caught up here too, never skipped.
-            self.projector.apply_pending(session)
+            self.projector.apply_pending(session.connection())
         return recordings
+
+    def _project_inline(self, connection: Any, appended: list[Appended], aggregate: Any) -> None:
+        self.projector.project_own(connection, appended, aggregate)
+
+    def _discard(self, episode_id: UUID) -> None:
+        super()._discard(episode_id)
+        self.projector.forget()  # it may hold episodes folded in the rolled-back transaction

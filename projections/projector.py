@@ -23,8 +23,7 @@ from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from episodes.application import Episodes
 from episodes.episode import Episode
@@ -47,6 +46,7 @@ class Projector:
         # instead of replaying the stream.  Bounded, so a rebuild runs in bounded memory.
         self._cache: OrderedDict[UUID, Episode] = OrderedDict()
         self._cache_size = cache_size
+        self._statements = _Statements()
 
     # ---------------------------------------------------------------- set-up
 
@@ -93,22 +93,35 @@ class Projector:
 
     # ---------------------------------------------------------------- processing
 
-    def apply_pending(self, session: Session, limit: int | None = None) -> int:
+    def project_own(self, connection: Connection, appended: Sequence[Any], aggregate: Any) -> None:
+        """Inside a command's transaction: project the events it has just appended.
+
+        When the read models are current up to the event before them (the usual case), they
+        are applied as they are, already decoded and folded, and the position moves in one
+        conditional UPDATE.  Otherwise (another writer's events are pending, or the log has a
+        gap left by a rolled-back transaction) everything after the position is applied.
+        """
+        self.remember([aggregate])
+        first, last = appended[0].notification_id, appended[-1].notification_id
+        moved = connection.execute(
+            self._statements.advance_from, {"expected": first - 1, "new_position": last}
+        ).rowcount
+        if moved == 1:
+            self._apply_events(connection, [(a.notification_id, a.event) for a in appended])
+        else:
+            self.apply_pending(connection)
+
+    def apply_pending(self, connection: Connection, limit: int | None = None) -> int:
         """Inside the caller's transaction: lock the position, apply what follows it."""
-        session.execute(
-            update(tables.tracking)
-            .where(tables.tracking.c.projection == PROJECTION_NAME)
-            .values(position=tables.tracking.c.position)
-        )
-        position = _position(session)
+        connection.execute(self._statements.lock_position)
+        position = _position(connection)
         applied = 0
         while True:
-            batch = self.app.recorder.select_notifications(
-                start=position, limit=limit or DEFAULT_BATCH, inclusive_of_start=False
-            )
+            # Read on the caller's connection: a command's own uncommitted events included.
+            batch = self.app.writer.notifications(connection, position, limit or DEFAULT_BATCH)
             if not batch:
                 return applied
-            self.apply(session, batch, position)
+            self.apply(connection, batch, position)
             position = batch[-1].id
             applied += len(batch)
             if limit is not None or len(batch) < DEFAULT_BATCH:
@@ -120,8 +133,8 @@ class Projector:
         """Apply every pending event, one transaction per batch; returns how many."""
         total = 0
         while True:
-            with self.forgetting_on_failure(), self.app.recorder.transaction(commit=True) as session:
-                applied = self.apply_pending(session, limit=batch_size)
+            with self.forgetting_on_failure(), self.app.writer.transaction() as connection:
+                applied = self.apply_pending(connection, limit=batch_size)
             total += applied
             if progress and applied:
                 progress(applied)
@@ -134,47 +147,53 @@ class Projector:
         try:
             yield
         except BaseException:
-            self._cache.clear()
+            self.forget()
             raise
 
-    def apply(self, session: Session, notifications: Sequence[Any], position: int) -> None:
+    def forget(self) -> None:
+        """Drop every cached episode (after a failed transaction)."""
+        self._cache.clear()
+
+    def apply(self, connection: Connection, notifications: Sequence[Any], position: int) -> None:
         """Apply a batch of notifications that follows ``position``; then move the position."""
         if notifications[0].id <= position:
             raise AlreadyApplied(
                 f"event {notifications[0].id} is at or below the projection's position {position}"
             )
+        mapper = self.app.mapper
+        self._apply_events(connection, [(n.id, mapper.to_domain_event(n)) for n in notifications])
+        connection.execute(
+            self._statements.set_position, {"new_position": notifications[-1].id}
+        )
+
+    def _apply_events(self, connection: Connection, items: Sequence[tuple[int, Any]]) -> None:
+        """Write the read-model rows of decoded events (the tracking row is the caller's)."""
         touched: dict[UUID, list[Any]] = {}
         latest: dict[UUID, Episode] = {}
         audit_rows = []
-        for notification in notifications:
-            event = self.app.mapper.to_domain_event(notification)
+        for notification_id, event in items:
             if isinstance(event, (Program.Defined, Program.Revised)):
-                self._apply_program(session, event)
-                audit_rows.append(derive.audit_row(notification.id, event, None, None))
+                self._apply_program(connection, event)
+                audit_rows.append(derive.audit_row(notification_id, event, None, None))
                 continue
-            episode = latest[event.originator_id] = self._fold(event)
+            episode = latest[event.originator_id] = self._fold(connection, event)
             target = None
             if derive.is_correction(event):
-                target = type(self._target_event(event)).__name__
-            audit_rows.append(derive.audit_row(notification.id, event, episode.state.patient_ref, target))
+                target = type(self._target_event(connection, event)).__name__
+            audit_rows.append(derive.audit_row(notification_id, event, episode.state.patient_ref, target))
             touched.setdefault(event.originator_id, []).append(event)
             if derive.may_change_periods(event):
                 # Each version of the periods is stamped with the event that made it, so a
                 # rebuild in large batches writes the same rows as one event at a time.
-                self._write_periods(session, episode, event.timestamp)
+                self._write_periods(connection, episode, event.timestamp)
         for episode_id, events in touched.items():
-            self._write_episode(session, latest[episode_id], events)
+            self._write_episode(connection, latest[episode_id], events)
         if audit_rows:
-            session.execute(insert(tables.audit), audit_rows)
-        session.execute(
-            update(tables.tracking)
-            .where(tables.tracking.c.projection == PROJECTION_NAME)
-            .values(position=notifications[-1].id)
-        )
+            connection.execute(self._statements.inserts["audit"], audit_rows)
 
     # ---------------------------------------------------------------- episodes
 
-    def _fold(self, event: Any) -> Episode:
+    def _fold(self, connection: Connection, event: Any) -> Episode:
         """The episode at the event's version, from the cache when it holds the version before."""
         episode_id = event.originator_id
         cached = self._cache.pop(episode_id, None)
@@ -185,41 +204,39 @@ class Projector:
         elif event.originator_version == 1:
             episode = event.mutate(None)
         else:
-            episode = self.app.repository.get(episode_id, version=event.originator_version)
+            episode = self.app.writer.aggregate(connection, episode_id, event.originator_version)
         self._cache[episode_id] = episode
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return episode
 
-    def _target_event(self, correction: Any) -> Any:
+    def _target_event(self, connection: Connection, correction: Any) -> Any:
         # The corrected event itself, as first recorded (the audit names its category).
-        return next(iter(self.app.events.get(
-            correction.originator_id, gt=correction.target_version - 1, lte=correction.target_version
-        )))
+        return self.app.writer.event(connection, correction.originator_id, correction.target_version)
 
-    def _write_episode(self, session: Session, episode: Episode, events: list[Any]) -> None:
+    def _write_episode(self, connection: Any, episode: Episode, events: list[Any]) -> None:
         recorded_at = events[-1].timestamp
         row = derive.episode_row(episode, recorded_at)
-        key = tables.episodes.c.episode_id == episode.id
+        statements = self._statements
         if any(e.originator_version == 1 for e in events):
-            session.execute(insert(tables.episodes), [row])
+            connection.execute(statements.inserts["episodes"], [row])
         else:
-            session.execute(update(tables.episodes).where(key).values(**row))
+            connection.execute(statements.update_episode, {**row, "key": episode.id})
         if any(derive.is_correction(e) for e in events):
             # A correction can change any earlier fact: rewrite this episode's fact rows.
-            for table in (tables.sessions, tables.outcomes, tables.authorizations):
-                session.execute(delete(table).where(table.c.episode_id == episode.id))
+            for name in ("sessions", "outcomes", "authorizations"):
+                connection.execute(statements.delete_facts[name], {"key": episode.id})
             new_facts = [episode.facts[v] for v in sorted(episode.facts)]
         else:
             new_facts = [e for e in events if e.originator_version in episode.facts]
         for name, rows in derive.fact_rows(episode.id, new_facts).items():
             if rows:
-                session.execute(insert(getattr(tables, name)), rows)
+                connection.execute(statements.inserts[name], rows)
 
-    def _write_periods(self, session: Session, episode: Episode, recorded_at: Any) -> None:
+    def _write_periods(self, connection: Connection, episode: Episode, recorded_at: Any) -> None:
         """Close the periods the record no longer holds; open the ones it now holds."""
         p = tables.periods
-        current = session.execute(
+        current = connection.execute(
             select(p.c.id, p.c.status, p.c.level_code, p.c.tapering, p.c.program_code, p.c.clinic,
                    p.c.valid_from, p.c.valid_to)
             .where(p.c.episode_id == episode.id, p.c.recorded_to.is_(None))
@@ -228,21 +245,46 @@ class Projector:
         wanted = derive.periods(episode)
         stale = [row_id for key, row_id in held.items() if key not in wanted]
         if stale:
-            session.execute(update(p).where(p.c.id.in_(stale)).values(recorded_to=recorded_at))
+            connection.execute(update(p).where(p.c.id.in_(stale)).values(recorded_to=recorded_at))
         new = [key for key in wanted if key not in held]
         if new:
-            session.execute(insert(p), [
+            connection.execute(insert(p), [
                 dict(zip(("status", "level_code", "tapering", "program_code", "clinic",
                           "valid_from", "valid_to"), key),
                      episode_id=episode.id, recorded_from=recorded_at)
                 for key in new
             ])
 
-    def _apply_program(self, session: Session, event: Any) -> None:
-        program = self.app.repository.get(event.originator_id, version=event.originator_version)
+    def _apply_program(self, connection: Connection, event: Any) -> None:
+        program = self.app.writer.aggregate(connection, event.originator_id, event.originator_version)
         row = derive.program_row(program)
-        session.execute(delete(tables.programs).where(tables.programs.c.code == row["code"]))
-        session.execute(insert(tables.programs), [row])
+        connection.execute(delete(tables.programs).where(tables.programs.c.code == row["code"]))
+        connection.execute(insert(tables.programs), [row])
+
+
+class _Statements:
+    """Statements built once: building an ``insert()`` or ``update()`` per call costs about
+    three times executing it (SQLAlchemy caches the compiled form of a reused statement)."""
+
+    def __init__(self) -> None:
+        t = tables.tracking
+        this_projection = t.c.projection == PROJECTION_NAME
+        self.lock_position = update(t).where(this_projection).values(position=t.c.position)
+        self.set_position = update(t).where(this_projection).values(position=bindparam("new_position"))
+        self.advance_from = (
+            update(t).where(this_projection, t.c.position == bindparam("expected"))
+            .values(position=bindparam("new_position"))
+        )
+        self.inserts = {
+            name: insert(getattr(tables, name))
+            for name in ("episodes", "sessions", "outcomes", "authorizations", "audit")
+        }
+        # The SET clause comes from the parameters: every column of derive.episode_row.
+        self.update_episode = update(tables.episodes).where(tables.episodes.c.episode_id == bindparam("key"))
+        self.delete_facts = {
+            name: delete(getattr(tables, name)).where(getattr(tables, name).c.episode_id == bindparam("key"))
+            for name in ("sessions", "outcomes", "authorizations")
+        }
 
 
 def _position(connection: Any) -> int:

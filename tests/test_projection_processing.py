@@ -46,7 +46,7 @@ def test_when_the_read_models_fail_the_command_is_not_recorded(projected, clinic
     def broken(*args, **kwargs):
         raise RuntimeError("read model write failed")
 
-    monkeypatch.setattr(projected.projector, "apply", broken)
+    monkeypatch.setattr(projected.projector, "_apply_events", broken)  # both the inline and the catch-up path
     with pytest.raises(RuntimeError, match="read model write failed"):
         attend(projected, episode, clinician, date(2026, 3, 5))
     monkeypatch.undo()
@@ -63,7 +63,7 @@ def test_an_event_is_never_applied_twice(projected, clinician):
     already = projected.recorder.select_notifications(start=1, limit=1)
     with pytest.raises(AlreadyApplied, match=f"at or below the projection's position {position}"):
         with projected.recorder.transaction(commit=True) as session:
-            projector.apply(session, already, position)
+            projector.apply(session.connection(), already, position)
     # Check catching up again finds nothing to do and writes nothing more.
     audit_rows = count(projected, tables.audit)
     assert projector.catch_up() == 0
@@ -189,8 +189,8 @@ def test_an_inline_command_does_not_replay_its_own_stream_again(projected, clini
     def no_replay(*args, **kwargs):
         raise AssertionError("the projector replayed a stream the command had just loaded")
 
-    # The command loads the episode itself (Episodes._load); the projector must reuse it.
-    monkeypatch.setattr(projected.repository, "get", no_replay)
+    # The command loads the episode itself; the projector must reuse it.
+    monkeypatch.setattr(projected.writer, "aggregate", no_replay)
     receipt = attend(projected, episode, clinician, date(2026, 3, 5), minutes=150)
     assert receipt.version == 4
     with projected.recorder.datastore.engine.connect() as connection:

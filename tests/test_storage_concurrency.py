@@ -27,6 +27,7 @@ from episodes import (
     SessionKind,
 )
 from episodes.events import SessionAttended
+from episodes.writer import Head
 from tests.pathways import admitted_episode, attend, count_event_rows
 
 EVENTS_TABLE = "care_episodes_events"
@@ -46,15 +47,16 @@ def sessions_in(app: Episodes, episode: UUID) -> list[tuple[int, str, date]]:
 
 def load_stale_copy_first(app: Episodes, stale: Episode, monkeypatch) -> list[UUID]:
     """Make the app's next load return ``stale``, as if another writer appended right after it."""
-    real_load: Callable[..., Any] = app._load
+    real_load: Callable[..., Any] = app._current_episode
     loads: list[UUID] = []
 
-    def load(aggregate_id: UUID) -> Any:
+    def load(connection: Any, aggregate_id: UUID) -> Any:
         loads.append(aggregate_id)
         # The chain's head hardly matters here: the stale append is refused by its version.
-        return (stale, "stale head") if len(loads) == 1 else real_load(aggregate_id)
+        stale_head = Head(stale.version, "stale head")
+        return (stale, stale_head) if len(loads) == 1 else real_load(connection, aggregate_id)
 
-    monkeypatch.setattr(app, "_load", load)
+    monkeypatch.setattr(app, "_current_episode", load)
     return loads
 
 

@@ -1,0 +1,189 @@
+"""The command path's own SQL: appending to a stream with prebuilt statements.
+
+Why not ``Application.save``: on a command that appends one event, the ORM flush, the
+statement building and a second encoding of the event for its digest cost more than the
+database's own work (docs/performance.md, "Changes").  This module writes the *same rows* to
+the *same tables* as eventsourcing-sqlalchemy (so every reader of the event store, and
+eventsourcing's own notification log, sees no difference), inside the caller's transaction:
+
+* statements are built once and executed with parameters (SQLAlchemy caches their compiled
+  form; building ``insert()``/``update()`` objects per call costs three times their execution);
+* an event is transcoded once: its plaintext both feeds the hash chain and, compressed and
+  encrypted when configured, becomes the stored state;
+* on PostgreSQL the events table is locked in EXCLUSIVE mode before the insert, exactly as
+  eventsourcing-sqlalchemy does, so notification ids are committed in order and a polling
+  projector never skips an id that commits late.  (No ``NOTIFY`` is sent: the projections
+  here poll, and eventsourcing's listen/notify subscription needs a poll anyway.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import Mapper, Notification, StoredEvent
+from eventsourcing.utils import get_topic
+from sqlalchemy import Connection, bindparam, insert, select, text, update
+
+from episodes import integrity, storage
+
+
+@dataclass(frozen=True)
+class Head:
+    """The newest event of a stream as the heads table records it."""
+
+    version: int
+    digest: str
+
+
+@dataclass(frozen=True)
+class Appended:
+    """An event as written: its notification id (position in the log) and its digest."""
+
+    notification_id: int
+    event: Any
+    digest: str
+
+
+class StreamWriter:
+    def __init__(self, recorder: Any, mapper: Mapper[UUID]):
+        self.mapper = mapper
+        self.engine = recorder.datastore.engine
+        events = recorder.events_record_cls.__table__
+        dialect = self.engine.dialect.name
+        self._sqlite = dialect == "sqlite"
+        heads = integrity.heads
+        self._select_stream = (
+            select(events.c.originator_version, events.c.topic, events.c.state)
+            .where(events.c.originator_id == bindparam("stream_id"))
+            .order_by(events.c.originator_version)
+        )
+        self._select_notifications = (
+            select(events.c.id, events.c.originator_id, events.c.originator_version, events.c.topic,
+                   events.c.state)
+            .where(events.c.id > bindparam("after"))
+            .order_by(events.c.id)
+            .limit(bindparam("limit"))
+        )
+        self._insert_event = insert(events)
+        self._select_head = select(heads.c.version, heads.c.digest).where(
+            heads.c.stream_id == bindparam("stream_id")
+        )
+        self._update_head = update(heads).where(heads.c.stream_id == bindparam("head_of")).values(
+            version=bindparam("new_version"), digest=bindparam("new_digest")
+        )
+        self._insert_head = insert(heads)
+        self._lock_table = (
+            text(f"LOCK TABLE {storage.EVENTS_TABLE} IN EXCLUSIVE MODE") if dialect == "postgresql" else None
+        )
+
+    # ---------------------------------------------------------------- transactions
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One command's transaction on a plain connection (no ORM session).
+
+        SQLite: ``BEGIN IMMEDIATE`` takes the database's write lock before anything is read,
+        so the head read next is the one the append will follow.  (The sqlite3 module, seeing
+        a transaction open, issues no BEGIN of its own; the connection's commit ends it.)
+        """
+        with self.engine.connect() as connection:
+            if self._sqlite:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            yield connection
+            connection.commit()
+
+    def lock_stream(self, connection: Connection, stream_id: UUID) -> None:
+        """Serialise writers of one stream (see :func:`episodes.storage.lock_stream`); on
+        SQLite the transaction already holds the only write lock there is."""
+        if not self._sqlite:
+            storage.lock_stream(connection, stream_id)
+
+    # ---------------------------------------------------------------- reading
+
+    def stream(self, connection: Connection, stream_id: UUID) -> list[StoredEvent]:
+        """A whole stream, read in the caller's transaction."""
+        return [
+            StoredEvent(stream_id, version, topic, bytes(state))
+            for version, topic, state in connection.execute(self._select_stream, {"stream_id": stream_id})
+        ]
+
+    def event(self, connection: Connection, stream_id: UUID, version: int) -> Any:
+        """One event of a stream, decoded, read in the caller's transaction."""
+        return self.mapper.to_domain_event(
+            next(e for e in self.stream(connection, stream_id) if e.originator_version == version)
+        )
+
+    def aggregate(self, connection: Connection, stream_id: UUID, version: int | None = None) -> Any:
+        """A stream folded up to ``version`` (all of it by default), read in the caller's
+        transaction: the ORM repository would open a session of its own, which on an
+        in-memory SQLite database shares, and would end, the caller's connection."""
+        aggregate = None
+        for stored in self.stream(connection, stream_id):
+            if version is not None and stored.originator_version > version:
+                break
+            aggregate = self.mapper.to_domain_event(stored).mutate(aggregate)  # type: ignore[attr-defined]
+        return aggregate
+
+    def notifications(self, connection: Connection, after: int, limit: int) -> list[Notification]:
+        """The event log after a position, read in the caller's transaction (so a command's
+        own uncommitted events are included)."""
+        return [
+            Notification(id=row[0], originator_id=row[1], originator_version=row[2], topic=row[3],
+                         state=bytes(row[4]))
+            for row in connection.execute(self._select_notifications, {"after": after, "limit": limit})
+        ]
+
+    def head(self, connection: Connection, stream_id: UUID) -> Head | None:
+        row = connection.execute(self._select_head, {"stream_id": stream_id}).first()
+        return Head(row[0], row[1]) if row else None
+
+    # ---------------------------------------------------------------- writing
+
+    def encode(self, event: Any) -> tuple[StoredEvent, str]:
+        """The stored form of ``event`` and its hash-chain digest, transcoding it once."""
+        state = dict(vars(event))
+        originator_id = state.pop("originator_id")
+        originator_version = state.pop("originator_version")
+        class_version = getattr(type(event), "class_version", 1)
+        if class_version > 1:
+            state["class_version"] = class_version
+        topic = get_topic(type(event))
+        plaintext = self.mapper.transcoder.encode(state)
+        digest = integrity.digest(topic, originator_id, originator_version, plaintext)
+        stored_state = plaintext
+        if self.mapper.compressor:
+            stored_state = self.mapper.compressor.compress(stored_state)
+        if self.mapper.cipher:
+            stored_state = self.mapper.cipher.encrypt(stored_state)
+        return StoredEvent(originator_id, originator_version, topic, stored_state), digest
+
+    def append(self, connection: Connection, events: Sequence[Any], previous: Head | None) -> list[Appended]:
+        """Insert the events of one stream after ``previous`` and move its head, in the
+        caller's transaction.  A concurrent append at the same version fails on the store's
+        unique (stream, version) index: the caller's transaction rolls back, nothing is lost."""
+        if self._lock_table is not None:
+            connection.execute(self._lock_table)
+        appended = []
+        for event in events:
+            stored, digest = self.encode(event)
+            result = connection.execute(self._insert_event, {
+                "originator_id": stored.originator_id,
+                "originator_version": stored.originator_version,
+                "topic": stored.topic,
+                "state": stored.state,
+            })
+            appended.append(Appended(int(result.inserted_primary_key[0]), event, digest))
+        newest = appended[-1]
+        stream_id, version = newest.event.originator_id, newest.event.originator_version
+        moved = previous is not None and connection.execute(self._update_head, {
+            "head_of": stream_id, "new_version": version, "new_digest": newest.digest,
+        }).rowcount
+        if not moved:
+            connection.execute(
+                self._insert_head, {"stream_id": stream_id, "version": version, "digest": newest.digest}
+            )
+        return appended

@@ -1,0 +1,63 @@
+"""The fast command path: episodes kept between commands, never trusted blindly.
+
+An application keeps the episodes its last commands decided (``episodes.recent``), so the
+next command on one of them need not replay its stream.  These tests hold that shortcut to
+the rules of the slow path: another writer's events are always seen, a failed command
+leaves nothing behind, and the hash chain is the one a replay would compute.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from episodes import Episodes
+from episodes.errors import RuleViolation
+from episodes.verification import verify
+from tests.pathways import admitted_episode, attend
+
+
+def discharge(app: Episodes, episode, actor, on: date) -> None:
+    app.discharge(episode, actor, effective_date=on, discharge_type="completed", reason="goals met")
+
+
+def test_a_command_after_another_writer_decides_on_the_newest_state(any_app, other_app, clinician):
+    episode = admitted_episode(any_app, clinician, date(2026, 3, 2))
+    attend(any_app, episode, clinician, date(2026, 3, 5))  # any_app now keeps the episode
+    discharge(other_app, episode, clinician, date(2026, 3, 6))
+    # Check the kept copy is not trusted: the discharge written elsewhere refuses the session.
+    with pytest.raises(RuleViolation):
+        attend(any_app, episode, clinician, date(2026, 3, 9))
+    assert any_app.get(episode).state.status.value == "finished"
+    assert verify(any_app).intact
+
+
+def test_the_chain_of_kept_episodes_is_the_chain_a_replay_computes(any_app, other_app, clinician):
+    episode = admitted_episode(any_app, clinician, date(2026, 3, 2))
+    for day in (4, 5, 6):
+        attend(any_app, episode, clinician, date(2026, 3, day))
+    attend(other_app, episode, clinician, date(2026, 3, 9))  # replays, then keeps it too
+    attend(any_app, episode, clinician, date(2026, 3, 10))
+    report = verify(any_app)
+    assert report.intact, report.summary()
+    assert len(list(any_app.history(episode))) == 8
+
+
+def test_a_failed_command_leaves_no_trace_in_the_kept_episode(projected, clinician, monkeypatch):
+    episode = admitted_episode(projected, clinician, date(2026, 3, 2))
+    attend(projected, episode, clinician, date(2026, 3, 4))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("read model write failed")
+
+    monkeypatch.setattr(projected.projector, "_apply_events", broken)
+    with pytest.raises(RuntimeError):
+        attend(projected, episode, clinician, date(2026, 3, 5), minutes=90)
+    monkeypatch.undo()
+    attend(projected, episode, clinician, date(2026, 3, 5), minutes=60)
+    # Check the rolled-back session (90 minutes) is in neither the stream nor the state.
+    sessions = [e for e in projected.history(episode) if type(e).__name__ == "SessionAttended"]
+    assert [s.minutes for s in sessions] == [180, 60]
+    assert projected.get(episode).version == 5
+    assert verify(projected).intact
