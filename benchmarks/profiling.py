@@ -41,38 +41,31 @@ PROFILE_DATABASE = "care_episodes_bench_profile"  # not the benchmark's: both ca
 def _parts() -> tuple[list[tuple[int, str, Callable[..., Any]]], list[tuple[str, Callable[..., Any]]]]:
     """The command path: (depth, label, function) in the order a command runs them; and the
     work counted wherever it is called from: (label, function)."""
-    from eventsourcing.application import Application, Repository
-    from eventsourcing_sqlalchemy.recorders import (
-        SQLAlchemyAggregateRecorder,
-        SQLAlchemyApplicationRecorder,
-    )
-    from sqlalchemy.orm import Session
+    from sqlalchemy.engine import Connection
+
+    from episodes.writer import StreamWriter
 
     path = [
         (0, "the whole command (Episodes.execute)", Episodes.execute),
         (1, "validate the input (marshmallow schema)", application._load),
-        (1, "lock the stream", storage.lock_stream),
-        (1, "load the episode: whole stream, fold, head digest", Episodes._load),
+        (1, "lock the stream (PostgreSQL advisory lock)", storage.lock_stream),
+        (1, "the episode: kept copy checked against its head, else replayed", Episodes._current_episode),
+        (2, "SELECT the stream's head", StreamWriter.head),
+        (2, "replay the stream (only when the kept copy is stale)", StreamWriter.stream),
         (1, "decide (Episode.record)", Episode.record),
-        (1, "save (Application.save)", Application.save),
-        (2, "INSERT the event (ORM flush)", SQLAlchemyApplicationRecorder._insert_stored_events),
-        (3, "LOCK TABLE events (PostgreSQL)", SQLAlchemyAggregateRecorder._lock_table),
-        (2, "advance the stream head (hash chain)", integrity.advance_heads),
-        (2, "inline read models (Projector.apply_pending)", Projector.apply_pending),
-        (3, "SELECT the new notifications (twice)",
-         SQLAlchemyApplicationRecorder.select_notifications),
-        (3, "fold the episode (cache, else replay)", Projector._fold),
-        (4, "replay the whole stream again", Repository.get),
-        (3, "write the episode row and fact rows", Projector._write_episode),
-        (3, "close / open status periods", Projector._write_periods),
-        (1, "COMMIT (when the command's transaction ends)", Session.commit),
+        (1, "append the event and its head", StreamWriter.append),
+        (2, "encode once: JSON, digest, cipher", StreamWriter.encode),
+        (1, "inline read models (Projector.project_own)", Projector.project_own),
+        (2, "catch up others' events first (only when behind)", Projector.apply_pending),
+        (2, "fold the episode (cache, else replay)", Projector._fold),
+        (2, "write the episode row and fact rows", Projector._write_episode),
+        (2, "close / open status periods", Projector._write_periods),
+        (1, "COMMIT (when the command's transaction ends)", Connection.commit),
     ]
     anywhere = [
-        ("SELECT a stream (select_events)", SQLAlchemyAggregateRecorder.select_events),
         ("decode a stored event (mapper.to_domain_event)",
          application._TupleRestoringMapper.to_domain_event),
         ("digest of a stored event (hash chain)", integrity.stored_digest),
-        ("digest of a new event (hash chain)", integrity.event_digest),
         ("derive the episode row", derive.episode_row),
     ]
     return path, anywhere
