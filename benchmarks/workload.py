@@ -6,18 +6,23 @@
   with two sessions a day): the subject of the per-episode audit export and a long episode page.
 * :class:`Timed` wraps an application and times its ``execute`` calls only, so what the demo
   generator itself does (and its reads between episodes) is not counted.
+* :func:`histories` gives the same demo episodes as input for the bulk import
+  (``episodes.importing``): the commands, not the events, as a migration file would hold them.
 """
 
 from __future__ import annotations
 
+import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
 
-from episodes import Actor, ActorRole, Episodes, FixedClock
-from episodes.demo import seed_demo
+from episodes import Actor, ActorRole, Episodes, FixedClock, Receipt, demo
+from episodes.demo import PROGRAMS, seed_demo
+from episodes.importing import EpisodeHistory, ImportCommand, episode_id_for
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)  # the demo counts its dates back from here
 HISTORY_SEED = 7  # the historical episodes (bulk import)
@@ -70,6 +75,58 @@ def seed(app: Episodes, episodes: int, seed: int = HISTORY_SEED) -> Seeded:
     timed = Timed(app)
     summary = seed_demo(timed, episodes=episodes, seed=seed, today=NOW.date())  # type: ignore[arg-type]
     return Seeded(summary.episode_ids, timed.commands, timed.seconds)
+
+
+def define_programs(app: Episodes) -> None:
+    """The demo's programs (an import's admissions look them up), as ``seed_demo`` defines them."""
+    admin = Actor("adm-demo", ActorRole.ADMIN)
+    for program in PROGRAMS:
+        app.define_program(admin, **program)
+
+
+def histories(episodes: int, seed: int = HISTORY_SEED) -> list[EpisodeHistory]:
+    """The commands of ``episodes`` demo episodes (those :func:`seed` records with the same
+    seed), one history each, without touching a database: the bulk import's input."""
+    return list(iter_histories(episodes, seed))
+
+
+def iter_histories(episodes: int, seed: int = HISTORY_SEED) -> Iterator[EpisodeHistory]:
+    """:func:`histories` one at a time, for imports too large to hold in memory (100,000
+    demo episodes take about 1.2 GB as a list).  The loop of ``seed_demo``, episode by episode:
+    the same random sequence, so the same episodes."""
+    rng = random.Random(seed)
+    for n in range(episodes):
+        capture = _Capture()
+        demo._seed_episode(capture, rng, n, seed, NOW.date())  # type: ignore[arg-type]
+        yield EpisodeHistory(tuple(capture.histories[0]), f"episode {n + 1}")
+
+
+class _Capture:
+    """Stands in for an application under the demo generator: keeps each command instead of
+    executing it, and answers with the receipt the application would give (the generator
+    only reads a receipt's episode id and version)."""
+
+    clock = bench_clock()
+
+    def __init__(self) -> None:
+        self.histories: list[list[ImportCommand]] = []
+
+    def execute(self, command: str, data: Any, actor: Actor) -> Receipt:
+        data = dict(data)
+        if command == "refer":
+            self.histories.append([])
+            episode_id = episode_id_for(data["command_id"])
+        else:
+            episode_id = data.pop("episode_id")  # the import derives it from the referral
+        self.histories[-1].append(ImportCommand(command, data, actor))
+        return Receipt(episode_id, len(self.histories[-1]), command, NOW)
+
+
+def long_history(events: int) -> EpisodeHistory:
+    """The commands of :func:`record_long_episode`'s episode, for the bulk import."""
+    capture = _Capture()
+    record_long_episode(capture, events)  # type: ignore[arg-type]
+    return EpisodeHistory(tuple(capture.histories[0]), "the long episode")
 
 
 def record_long_episode(app: Episodes, events: int) -> UUID:

@@ -25,6 +25,14 @@ from episodes.errors import (
     TransitionNotAllowed,
 )
 from episodes.history import EpisodeView
+from episodes.importing import (
+    EpisodeHistory,
+    ImportCommand,
+    ImportRejected,
+    ImportSummary,
+    import_episodes,
+    read_json_lines,
+)
 from episodes.pathway import PATHWAY, allowed_commands
 from episodes.program import ProgramDefinition
 from episodes.state import EpisodeState
@@ -50,10 +58,11 @@ from episodes.vocabulary import (
 __all__ = [
     "IOP", "PHP", "PATHWAY", "Actor", "ActorRole", "AgeBand", "AuthorizationUnit", "CareTeamMember",
     "ClinicalDateError", "Clock", "ConflictError", "CorrectionRejected", "CriteriaEdition", "Diagnosis",
-    "DiagnosisCategory", "DischargeType", "EncryptionKeyError", "Envelope", "Episode", "EpisodeNotFound", "EpisodeState",
-    "EpisodeStatus", "EpisodeView", "Episodes", "EpisodesError", "FixedClock", "Instrument",
-    "IntakeRequired", "InvalidCommand", "LevelChangeKind", "LevelOfCare", "LevelOfCareError",
+    "DiagnosisCategory", "DischargeType", "EncryptionKeyError", "Envelope", "Episode", "EpisodeHistory",
+    "EpisodeNotFound", "EpisodeState", "EpisodeStatus", "EpisodeView", "Episodes", "EpisodesError",
+    "FixedClock", "ImportCommand", "ImportRejected", "ImportSummary", "Instrument", "IntakeRequired",
+    "InvalidCommand", "LevelChangeKind", "LevelOfCare", "LevelOfCareError",
     "NotFound", "NotPermitted", "ProgramDefinition", "ProgramNotFound", "ReasonRequired", "Receipt",
     "ReferralDirection", "RuleViolation", "ServiceFormat", "SessionKind", "SystemClock",
-    "TransitionNotAllowed", "allowed_commands",
+    "TransitionNotAllowed", "allowed_commands", "import_episodes", "read_json_lines",
 ]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from functools import cache
 from typing import Any
-from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
+from uuid import UUID, uuid4
 
 import sqlalchemy.exc
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -35,6 +35,7 @@ from episodes.errors import (
 )
 from episodes.events import EVENT_CLASSES, EpisodeEvent, ReferralReceived
 from episodes.history import EpisodeView
+from episodes.import_input import episode_id_for
 from episodes.pathway import PATHWAY
 from episodes.program import Program, ProgramDefinition, program_id
 from episodes.recent import RecentEpisodes
@@ -212,7 +213,7 @@ class Episodes(Application[UUID]):
     def _create(self, values: dict[str, Any], envelope: Envelope, effective_date: date) -> Receipt:
         # The stream id comes from the command id, so a repeated referral finds its episode;
         # it never comes from the patient, whose reference stays inside the (encryptable) payload.
-        episode_id = uuid5(NAMESPACE_URL, f"care-episodes:episode:{envelope.command_id}")
+        episode_id = episode_id_for(envelope.command_id)
         try:
             with self.writer.transaction() as connection:
                 if self.writer.head(connection, episode_id) is not None:
@@ -372,6 +373,13 @@ class Episodes(Application[UUID]):
 
     def mark_entered_in_error(self, episode_id: UUID, actor: Actor, **data: Any) -> Receipt:
         return self.execute("mark_entered_in_error", {"episode_id": episode_id, **data}, actor)
+
+    def import_episodes(self, histories: Any, *, actor: Actor, **options: Any) -> Any:
+        """Load historical episodes (a migration): every rule applies, many events a
+        transaction.  See :func:`episodes.importing.import_episodes` for the options."""
+        from episodes.importing import import_episodes  # it builds on this class
+
+        return import_episodes(self, histories, actor=actor, **options)
 
     def close(self) -> None:
         super().close()

@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from dataclasses import asdict, is_dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import click
 
 from episodes import storage
 from episodes.application import Episodes
 from episodes.errors import EpisodesError
+from episodes.values import Actor
+from episodes.vocabulary import ActorRole
 
 
 class _AppContext:
@@ -118,6 +121,70 @@ def demo(ctx: _AppContext, count: int, seed: int) -> None:
     click.echo("The admin panel is not built yet; read an episode with the library or:")
     for episode_id in summary.episode_ids[:3]:
         click.echo(f"  care-episodes show {episode_id}")
+
+
+@main.command("import")
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.option("--actor", "actor_spec", metavar="ID:ROLE", default="migration:system",
+              show_default=True,
+              help="Who runs the import; also the actor of the commands that name none.")
+@click.option("--correlation-id", metavar="ID",
+              help="Given to every imported event without its own (default: import-<random>).")
+@click.option("--batch-events", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="About this many events (whole episodes) per transaction.")
+@click.option("--check", "dry_run", is_flag=True,
+              help="Validate and decide every episode, write nothing.")
+@pass_app
+def import_command(ctx: _AppContext, file: Any, actor_spec: str, correlation_id: str | None,
+                   batch_events: int, dry_run: bool) -> None:
+    """Import historical episodes from FILE (JSON Lines, one episode a line; - for stdin).
+
+    Each line: {"commands": [{"command": "refer", "data": {...}, "actor": {"id": ..., "role":
+    ...}}, ...]}, the referral first, with the same command names and data as the library's
+    commands.  An episode already in the database (same referral command id) is skipped.
+    Exit 1 naming the line, the command and the field of the first history that breaks a rule:
+    nothing of its batch is written.  The read models are not updated: run `project` after."""
+    from episodes.importing import ImportRejected, ImportSummary, import_episodes, read_json_lines
+
+    actor = _parse_actor(actor_spec)
+    correlation_id = correlation_id or f"import-{uuid4().hex[:12]}"
+    verb = "checked" if dry_run else "imported"
+    start = time.perf_counter()
+
+    def progress(summary: ImportSummary) -> None:
+        click.echo(f"... {summary.imported} episodes {verb} ({summary.events} events), "
+                   f"{len(summary.skipped)} skipped", err=True)
+
+    try:
+        summary = import_episodes(ctx.app, read_json_lines(file), actor=actor,
+                                  correlation_id=correlation_id, batch_events=batch_events,
+                                  dry_run=dry_run, progress=progress)
+    except ImportRejected as rejected:
+        click.echo(f"error: {rejected}", err=True)
+        click.echo("Nothing of that episode's batch was written"
+                   + ("." if dry_run else "; earlier batches were, and importing the fixed "
+                      "file again skips their episodes."), err=True)
+        sys.exit(1)
+    except EpisodesError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+    seconds = time.perf_counter() - start
+    rate = f", {summary.events / seconds:,.0f} events/s" if seconds > 0 and summary.events else ""
+    click.echo(f"{summary.imported} episodes {verb} ({summary.events} events) in {seconds:.1f} s"
+               f"{rate}; {len(summary.skipped)} skipped (already in the database).")
+    if not dry_run:
+        click.echo(f"Correlation id {correlation_id}.  The read models are not updated by an "
+                   "import: run `care-episodes project` to bring them up to date.")
+
+
+def _parse_actor(spec: str) -> Actor:
+    actor_id, _, role = spec.rpartition(":")
+    try:
+        return Actor(actor_id, ActorRole(role))
+    except ValueError:
+        roles = ", ".join(r.value for r in ActorRole if r.can_record)
+        raise click.BadParameter(f"{spec!r}: give ID:ROLE, the role one of {roles}",
+                                 param_hint="--actor") from None
 
 
 @main.command("verify")

@@ -54,9 +54,12 @@ class DataclassAsDict(Transcoding):
         self._tuple_fields = {
             f.name for f in dataclasses.fields(cls) if str(f.type).startswith("tuple")
         }
+        # The transcoder picks a transcoding by the exact type, so the field names are known
+        # here; dataclasses.fields() on every encode was a measurable share of a bulk import.
+        self._names = tuple(f.name for f in dataclasses.fields(cls))
 
     def encode(self, obj: Any) -> dict[str, Any]:
-        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+        return {name: getattr(obj, name) for name in self._names}
 
     def decode(self, data: dict[str, Any]) -> Any:
         kwargs = {k: tuple(v) if k in self._tuple_fields else v for k, v in data.items()}

@@ -1,0 +1,78 @@
+"""Loading many commands with their marshmallow schemas, each distinct input validated once.
+
+A migration file repeats itself: every patient of a group session has an attendance with the
+same date, kind, minutes, format and topic; only the command id differs.  ``schema.load`` is
+a pure function of its input, so :class:`CachedLoader` remembers its result for inputs made
+of plain scalar values (strings, numbers, dates, ...) and, on a repeat, validates only the
+fields that tell records apart (``command_id``, ``correlation_id``, ``patient_ref``: no
+schema-level rule reads them) with their own schema fields.  Every input is still validated by marshmallow, and an invalid one still gets every
+field's error at once: errors are never remembered, only successful loads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, datetime
+from enum import Enum
+from typing import Any
+from uuid import UUID
+
+from marshmallow import ValidationError, missing
+
+from episodes.schemas import CommandSchema, EpisodeCommandSchema
+
+# Identifiers, different in every command or episode: validated on every load by their own
+# field, never part of the key.  None of them is read by a schema-level validator.
+UNIQUE_FIELDS = ("command_id", "correlation_id", "patient_ref")
+# Input values whose equality means "the same input": hashable, immutable, and compared with
+# their type (so 1, 1.0 and True, which are equal in Python, are different keys).
+SCALARS = frozenset({str, int, float, bool, type(None), date, datetime, UUID})
+MAX_ENTRIES = 100_000  # per schema; then the memory starts again from empty
+
+
+class CachedLoader:
+    """``schema.load`` for one command's schema (``episode_id`` left to the caller)."""
+
+    def __init__(self, schema_class: type[CommandSchema]):
+        episode_command = issubclass(schema_class, EpisodeCommandSchema)
+        self.schema = schema_class(exclude=("episode_id",)) if episode_command else schema_class()
+        self.unique = {name: self.schema.fields[name] for name in UNIQUE_FIELDS
+                       if name in self.schema.fields}
+        self.results: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self.hits = 0
+
+    def load(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """The typed values, as ``dict(schema.load(data))``; raises ``ValidationError``."""
+        key = _key(data, self.unique)
+        known = self.results.get(key) if key is not None else None
+        if known is None:
+            values = dict(self.schema.load(data))
+            if key is not None:
+                if len(self.results) >= MAX_ENTRIES:
+                    self.results.clear()
+                self.results[key] = {k: v for k, v in values.items() if k not in self.unique}
+            return values
+        self.hits += 1
+        values = dict(known)
+        errors = {}
+        for name, field in self.unique.items():
+            try:
+                values[name] = field.deserialize(data.get(name, missing), name, data)
+            except ValidationError as invalid:
+                errors[name] = invalid.messages
+        if errors:
+            raise ValidationError(errors)
+        return values
+
+
+def _key(data: Mapping[str, Any], unique: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """The input without its unique fields, or None when a value is not a plain scalar."""
+    key = []
+    for name, value in data.items():
+        if name in unique:
+            continue
+        kind = type(value)
+        if kind not in SCALARS and not isinstance(value, Enum):
+            return None
+        key.append((name, kind, value))
+    return tuple(key)
