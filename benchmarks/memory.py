@@ -46,12 +46,9 @@ def child(mode: str, url: str) -> str:
 
             return "opened"
         if mode == "rebuild":
-            from projections import Projector
+            from projections.rebuild import rebuild
 
-            projector = Projector(app)
-            projector.drop_tables()
-            projector.create_tables()
-            return f"{projector.catch_up()} events applied"
+            return f"{rebuild(app)} events applied"
         from projections import ReadModels
 
         sink = _Discard()

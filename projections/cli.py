@@ -13,25 +13,36 @@ from episodes.access import AccessLog
 from episodes.cli import _AppContext, pass_app
 from episodes.errors import EpisodesError
 from projections.projector import Projector
+from projections.rebuild import PAGE_EVENTS, interrupted
+from projections.rebuild import rebuild as rebuild_read_models
 
 
 def _projector(ctx: _AppContext) -> Projector:
+    if interrupted(ctx.app):
+        # Its rows cover part of the log in stream order, not a prefix of it: catching up from
+        # the position would apply some events a second time.
+        raise click.ClickException(
+            "a rebuild of the read models was interrupted; run 'care-episodes rebuild' again"
+        )
     projector = Projector(ctx.app)
     projector.create_tables()
     return projector
 
 
 @click.command("rebuild")
-@click.option("--batch-size", default=500, show_default=True, help="Events per transaction.")
+@click.option("--batch-size", default=500, show_default=True,
+              help="Events per transaction when catching up with what was appended meanwhile.")
+@click.option("--page-size", default=PAGE_EVENTS, show_default=True,
+              help="Events read and written per transaction by the rebuild itself.")
 @pass_app
-def rebuild(ctx: _AppContext, batch_size: int) -> None:
+def rebuild(ctx: _AppContext, batch_size: int, page_size: int) -> None:
     """Drop every read model and rebuild it from the events (in bounded memory)."""
-    projector = Projector(ctx.app)
-    projector.drop_tables()
-    projector.create_tables()
-    total = projector.lag()
+    if interrupted(ctx.app):
+        click.echo("An earlier rebuild did not finish: starting again from the beginning.", err=True)
+    total = ctx.app.recorder.max_notification_id() or 0
     with click.progressbar(length=total, label="Rebuilding read models", show_pos=True) as bar:
-        applied = projector.catch_up(batch_size=batch_size, progress=bar.update)
+        applied = rebuild_read_models(ctx.app, page_events=page_size, batch_size=batch_size,
+                                      progress=bar.update)
     click.echo(f"Rebuilt the read models from {applied} events.")
 
 

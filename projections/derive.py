@@ -227,3 +227,69 @@ def audit_row(position: int, event: Any, patient_ref: str | None, target_type: s
         "command_id": envelope.command_id,
         "prior_version": correction_target or (event.originator_version - 1 or None),
     }
+
+
+class PeriodTimeline:
+    """``periods(episode)`` kept up to date one event at a time, for a whole-stream replay.
+
+    ``periods`` folds every fact again; here the episode's own state after a new fact is that
+    fold (the facts are kept in version order and a new fact has the highest version), so a
+    fact adds at most one period.  A correction can change any earlier fact: it derives them
+    all again with ``periods`` itself.
+    """
+
+    def __init__(self) -> None:
+        self._periods: list[list[Any]] = []
+
+    def follow(self, event: EpisodeEvent, episode: Episode) -> None:
+        """Take in ``event``, just applied to ``episode``."""
+        if is_correction(event):
+            self._periods = [list(p) for p in periods(episode)]
+            return
+        state = episode.state
+        level = state.level_of_care
+        result = self._periods
+        if result:
+            last = result[-1]
+            if (last[0] == state.status.value and last[1] == (level.code if level else None)
+                    and last[2] == state.tapering and last[3] == state.program_code
+                    and last[4] == state.clinic):
+                return  # the same period goes on
+            last[6] = event.effective_date
+        result.append([state.status.value, level.code if level else None, state.tapering,
+                       state.program_code, state.clinic, event.effective_date, None])
+
+    def current(self) -> list[tuple[Any, ...]]:
+        return [tuple(p) for p in self._periods]
+
+
+class RecordedPeriods:
+    """The ``rm_periods`` rows of one episode, versioned over recorded time exactly as the
+    projector writes them event by event (``Projector._write_periods``): at each event that may
+    change the periods, the open rows the periods no longer hold are closed (``recorded_to``)
+    and the periods not yet open are added (``recorded_from``), both stamped with the event's
+    recorded time."""
+
+    def __init__(self, episode_id: UUID) -> None:
+        self.episode_id = episode_id
+        self.rows: list[dict[str, Any]] = []
+        self._open: list[tuple[tuple[Any, ...], dict[str, Any]]] = []  # in the order written
+
+    def record(self, wanted: list[tuple[Any, ...]], recorded_at: datetime) -> None:
+        # As the projector's dict of the open rows: of two equal open rows the later one is held.
+        held = {key: row for key, row in self._open}
+        stale = {id(row) for key, row in held.items() if key not in wanted}
+        for _key, row in self._open:
+            if id(row) in stale:
+                row["recorded_to"] = recorded_at
+        self._open = [(key, row) for key, row in self._open if id(row) not in stale]
+        for key in wanted:
+            if key in held:
+                continue
+            row = dict(zip(PERIOD_FIELDS, key), episode_id=self.episode_id, recorded_from=recorded_at,
+                       recorded_to=None)
+            self.rows.append(row)
+            self._open.append((key, row))
+
+
+PERIOD_FIELDS = ("status", "level_code", "tapering", "program_code", "clinic", "valid_from", "valid_to")

@@ -31,6 +31,9 @@ from episodes.program import Program
 from projections import derive, tables
 
 PROJECTION_NAME = "read_models"
+# A tracking row present while `projections.rebuild` runs: the read models are being derived
+# again from scratch, and everything recorded meanwhile is applied when it finishes.
+REBUILDING = f"{PROJECTION_NAME}:rebuilding"
 DEFAULT_BATCH = 500
 
 
@@ -114,6 +117,8 @@ class Projector:
     def apply_pending(self, connection: Connection, limit: int | None = None) -> int:
         """Inside the caller's transaction: lock the position, apply what follows it."""
         connection.execute(self._statements.lock_position)
+        if connection.execute(self._statements.rebuilding).first() is not None:
+            return 0  # a rebuild is under way: it applies these events when it finishes
         position = _position(connection)
         applied = 0
         while True:
@@ -269,6 +274,7 @@ class _Statements:
     def __init__(self) -> None:
         t = tables.tracking
         this_projection = t.c.projection == PROJECTION_NAME
+        self.rebuilding = select(t.c.position).where(t.c.projection == REBUILDING)
         self.lock_position = update(t).where(this_projection).values(position=t.c.position)
         self.set_position = update(t).where(this_projection).values(position=bindparam("new_position"))
         self.advance_from = (

@@ -1,0 +1,126 @@
+"""Writing many rows into one table at once, as fast as the driver allows (for a rebuild).
+
+``connection.execute(insert(table), rows)`` spends most of its time in SQLAlchemy's per-row
+bookkeeping (20 µs a row on SQLite, 39 on PostgreSQL, measured on ``rm_audit``).  Here every
+value still goes through its column type's own bind processor, so what is stored is exactly
+what that statement would store; then the rows go to the driver in one call:
+
+* PostgreSQL: ``COPY table (columns) FROM STDIN`` (psycopg), inside the caller's transaction;
+* SQLite (and anything else): one prepared ``INSERT`` run with ``executemany``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import date
+from operator import itemgetter
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Connection, Table, insert
+
+
+class BulkInserter:
+    def __init__(self, table: Table):
+        self.table = table
+        self._plans: dict[tuple[Any, tuple[str, ...]], _Plan] = {}
+
+    def insert(self, connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert ``rows`` (dicts with the same keys: the columns given) in ``connection``'s
+        transaction."""
+        if not rows:
+            return
+        keys = tuple(rows[0])
+        plan = self._plans.get((connection.dialect.name, keys))
+        if plan is None:
+            plan = self._plans[(connection.dialect.name, keys)] = _Plan(self.table, keys, connection)
+        plan.run(connection, rows)
+
+
+class _Plan:
+    """How rows with a given set of keys are written on one dialect."""
+
+    def __init__(self, table: Table, keys: tuple[str, ...], connection: Connection):
+        dialect = connection.dialect
+        self.copy = dialect.name == "postgresql"
+        if self.copy:
+            quote = dialect.identifier_preparer.quote
+            order = list(keys)
+            self.sql = (f"COPY {dialect.identifier_preparer.format_table(table)} "
+                        f"({', '.join(quote(table.c[k].name) for k in order)}) FROM STDIN")
+        else:
+            compiled = insert(table).compile(dialect=dialect, column_keys=list(keys))
+            self.sql = compiled.string
+            order = _bind_order(compiled, keys)
+        self.get = itemgetter(*order) if len(order) > 1 else (lambda row: (row[order[0]],))
+        self.processors: list[tuple[int, Callable[[Any], Any]]] = []
+        for index, key in enumerate(order):
+            column_type = table.c[key].type
+            processor = column_type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                if _python_type(column_type) in REPEATED_TYPES:
+                    processor = _remembering(processor)
+                self.processors.append((index, processor))
+
+    def values(self, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        get, processors = self.get, self.processors
+        if not processors:
+            return [get(row) for row in rows]
+        result = []
+        for row in rows:
+            values = list(get(row))
+            for index, processor in processors:
+                values[index] = processor(values[index])
+            result.append(tuple(values))
+        return result
+
+    def run(self, connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        values = self.values(rows)
+        if self.copy:
+            cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                with cursor.copy(self.sql) as copy:
+                    for row in values:
+                        copy.write_row(row)
+            finally:
+                cursor.close()
+        else:
+            connection.exec_driver_sql(self.sql, values)  # type: ignore[arg-type]
+
+
+# Values that recur across rows (an episode's id in each of its rows, the clinical dates): their
+# processed form is kept (a bounded number of them) instead of formatted again.
+REPEATED_TYPES = (UUID, date)
+REMEMBERED = 4_096
+
+
+def _remembering(processor: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    known: dict[Any, Any] = {}
+
+    def process(value: Any) -> Any:
+        try:
+            return known[value]
+        except KeyError:
+            if len(known) >= REMEMBERED:
+                known.clear()
+            result = known[value] = processor(value)
+            return result
+
+    return process
+
+
+def _python_type(column_type: Any) -> Any:
+    try:
+        return column_type.python_type
+    except NotImplementedError:
+        return None
+
+
+def _bind_order(compiled: Any, keys: tuple[str, ...]) -> list[str]:
+    """The row keys in the order of the statement's parameters."""
+    if compiled.positional:
+        names = compiled.positiontup
+        if sorted(names) != sorted(keys):
+            raise ValueError(f"the statement's parameters {names} are not the row's keys {keys}")
+        return list(names)
+    raise ValueError(f"{compiled.dialect.name}: only positional parameters are supported here")
