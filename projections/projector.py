@@ -49,6 +49,10 @@ class Projector:
         # instead of replaying the stream.  Bounded, so a rebuild runs in bounded memory.
         self._cache: OrderedDict[UUID, Episode] = OrderedDict()
         self._cache_size = cache_size
+        # The episode rows this projector last wrote, so the next update sets only the columns
+        # that changed: an UPDATE that names an indexed column maintains that index (SQLite)
+        # or loses the heap-only update (PostgreSQL), even when the value is the same.
+        self._rows: OrderedDict[UUID, dict[str, Any]] = OrderedDict()
         self._statements = _Statements()
 
     # ---------------------------------------------------------------- set-up
@@ -64,7 +68,7 @@ class Projector:
 
     def drop_tables(self) -> None:
         tables.metadata.drop_all(self.engine)
-        self._cache.clear()
+        self.forget()
 
     def remember(self, aggregates: Iterable[Any]) -> None:
         """Keep the episodes a command just saved, so projecting their events inline does not
@@ -156,8 +160,9 @@ class Projector:
             raise
 
     def forget(self) -> None:
-        """Drop every cached episode (after a failed transaction)."""
+        """Drop every cached episode and row (after a failed transaction)."""
         self._cache.clear()
+        self._rows.clear()
 
     def apply(self, connection: Connection, notifications: Sequence[Any], position: int) -> None:
         """Apply a batch of notifications that follows ``position``; then move the position."""
@@ -223,10 +228,19 @@ class Projector:
         recorded_at = events[-1].timestamp
         row = derive.episode_row(episode, recorded_at)
         statements = self._statements
+        previous = self._rows.pop(episode.id, None)
         if any(e.originator_version == 1 for e in events):
             connection.execute(statements.inserts["episodes"], [row])
+        elif previous is not None and previous["version"] == events[0].originator_version - 1:
+            # The stored row is the one written here last (events are applied in order, by
+            # one projector at a time): set what changed (version and recorded_at always do).
+            changed = {name: value for name, value in row.items() if previous[name] != value}
+            connection.execute(statements.update_episode, {**changed, "key": episode.id})
         else:
             connection.execute(statements.update_episode, {**row, "key": episode.id})
+        self._rows[episode.id] = row
+        while len(self._rows) > self._cache_size:
+            self._rows.popitem(last=False)
         if any(derive.is_correction(e) for e in events):
             # A correction can change any earlier fact: rewrite this episode's fact rows.
             for name in ("sessions", "outcomes", "authorizations"):

@@ -61,3 +61,27 @@ def test_a_failed_command_leaves_no_trace_in_the_kept_episode(projected, clinici
     assert [s.minutes for s in sessions] == [180, 60]
     assert projected.get(episode).version == 5
     assert verify(projected).intact
+
+
+def test_the_episode_row_is_rewritten_whole_after_another_process_projected(database_url, clock,
+                                                                             clinician):
+    from sqlalchemy import select
+
+    from projections import ProjectedEpisodes, tables
+
+    mine, theirs = ProjectedEpisodes(database_url, clock=clock), ProjectedEpisodes(database_url, clock=clock)
+    try:
+        episode = admitted_episode(mine, clinician, date(2026, 3, 2))
+        attend(mine, episode, clinician, date(2026, 3, 5))  # `mine` remembers the row it wrote
+        discharge(theirs, episode, clinician, date(2026, 3, 6))  # version 5, projected by `theirs`
+        mine.void_event(episode, clinician, target_version=5, reason="discharged the wrong patient")
+        with mine.projector.engine.connect() as connection:
+            status = connection.execute(
+                select(tables.episodes.c.status).where(tables.episodes.c.episode_id == episode)
+            ).scalar_one()
+        # Check the void reopened the episode in the read model too: `mine` did not skip the
+        # status column as "unchanged since the row it wrote before".
+        assert status == mine.get(episode).state.status.value == "active"
+    finally:
+        mine.close()
+        theirs.close()
