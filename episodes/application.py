@@ -105,6 +105,9 @@ class Episodes(Application[UUID]):
             raise
         self.writer = StreamWriter(self.recorder, self.mapper)
         self._recent = RecentEpisodes()
+        # Appends refused because another writer got there first, then decided again: a
+        # figure for operators (and the concurrency benchmark), not an error.
+        self.retried_appends = 0
 
     def _record(self, processing_event: Any) -> Any:
         # The events and their streams' new heads are written in one transaction.
@@ -268,6 +271,7 @@ class Episodes(Application[UUID]):
                     appended = self._append_events(connection, episode, head)
             except (IntegrityError, sqlalchemy.exc.IntegrityError):
                 self._discard(episode_id)
+                self.retried_appends += 1
                 continue  # a writer without the lock appended first: decide again
             except BaseException:
                 self._discard(episode_id)
