@@ -1,21 +1,26 @@
 """4. Panel: median and 95th-percentile time of the panel's pages, through the Flask test
 client of ``admin.create_app`` (logged in; every view also writes its access-log entry):
 
-* ``panel.list``: the episode list, filtered and paged (finished episodes, page 2);
+* ``panel.list``: the episode list, filtered and paged: finished episodes, the second page as
+  the panel's "Next" link asks for it (by key: the page after the first page's last row), or
+  the first page when there is no second;
 * ``panel.episode``: the episode page of the longest demo episode;
 * ``panel.episode_long``: the episode page of the long episode;
 * ``panel.audit_export``: the CSV audit export of the long episode.
 
 Limit: the same rows read with one raw SQL query through the driver (the list's page of
-``rm_episodes``, the episode's events, the episode's ``rm_audit`` rows).
+``rm_episodes``, read by key as the panel reads it; the episode's events; the episode's
+``rm_audit`` rows).
 """
 
 from __future__ import annotations
 
+import html
 import re
 import time
 from collections.abc import Callable
 from typing import Any
+from uuid import UUID
 
 from benchmarks import workload
 from benchmarks.backends import Raw, raw_connect
@@ -25,14 +30,18 @@ from benchmarks.raw import EVENTS_TABLE, query_latencies
 
 USER, PASSWORD = "bench-reviewer", "bench-password-1"
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
-LIST_STATUS, LIST_PAGE, PAGE_SIZE = "finished", 2, 50
+LIST_STATUS, PAGE_SIZE = "finished", 50
+NEXT_LINK = re.compile(r'<a href="([^"]*)" rel="next">')
 WARMUP = 2
 
-LIST_SQL = (
-    "SELECT episode_id, patient_ref, status, program_code, clinic, level_code, referred_on,"
-    " admitted_on, discharged_on, discharge_type, attended, consecutive_misses FROM rm_episodes"
-    " WHERE status = ? ORDER BY referred_on DESC, episode_id LIMIT ? OFFSET ?"
-)
+LIST_COLUMNS = ("SELECT episode_id, patient_ref, status, program_code, clinic, level_code,"
+                " referred_on, admitted_on, discharged_on, discharge_type, attended,"
+                " consecutive_misses FROM rm_episodes")
+LIST_FIRST_SQL = (f"{LIST_COLUMNS} WHERE status = ?"
+                  " ORDER BY referred_on DESC, episode_id DESC LIMIT ?")
+LIST_NEXT_SQL = (f"{LIST_COLUMNS} WHERE status = ? AND (referred_on, episode_id) < (?, ?)"
+                 " ORDER BY referred_on DESC, episode_id DESC LIMIT ?")
+BOUNDARY_SQL = "SELECT referred_on FROM rm_episodes WHERE episode_id = ?"
 EVENTS_SQL = (f"SELECT originator_version, topic, state FROM {EVENTS_TABLE}"
               " WHERE originator_id = ? ORDER BY originator_version")
 AUDIT_SQL = ("SELECT position, recorded_at, effective_date, actor_id, actor_role, action,"
@@ -77,13 +86,33 @@ def page_latencies(client: Any, path: str, repeats: int) -> tuple[list[float], i
     return samples, size
 
 
+def list_page(client: Any) -> tuple[str, str, Callable[[Raw], tuple]]:
+    """The list's page measured: the one the first page's "Next" link opens (the first page
+    itself when all fit on it), with its raw query and that query's parameters."""
+    first = f"/episodes/?status={LIST_STATUS}"
+    found = NEXT_LINK.search(client.get(first).get_data(as_text=True))
+    if found is None:
+        return first, LIST_FIRST_SQL, lambda raw: (LIST_STATUS, PAGE_SIZE)
+    path = html.unescape(found.group(1))
+    after = UUID(re.search(r"after=([0-9a-f-]+)", path).group(1))
+
+    def params(raw: Raw) -> tuple:
+        referred_on = raw.execute(BOUNDARY_SQL, (raw.row_id(after),)).fetchone()[0]
+        return LIST_STATUS, referred_on, raw.row_id(after), PAGE_SIZE
+
+    return path, LIST_NEXT_SQL, params
+
+
 def run(ctx: Context) -> None:
     assert ctx.long_episode and ctx.typical_episode
     long_id, typical_id = ctx.long_episode, ctx.typical_episode
+    app = create_panel(ctx.main_url)
+    client = app.test_client()
+    log_in(client)
+    list_path, list_sql, list_params = list_page(client)
     # (figure, page, raw query, the raw query's parameters for a raw connection)
     pages: list[tuple[str, str, str, Callable[[Raw], tuple]]] = [
-        ("panel.list", f"/episodes/?status={LIST_STATUS}&page={LIST_PAGE}", LIST_SQL,
-         lambda raw: (LIST_STATUS, PAGE_SIZE, (LIST_PAGE - 1) * PAGE_SIZE)),
+        ("panel.list", list_path, list_sql, list_params),
         ("panel.episode", f"/episodes/{typical_id}", EVENTS_SQL,
          lambda raw: (raw.stream_id(typical_id),)),
         ("panel.episode_long", f"/episodes/{long_id}", EVENTS_SQL,
@@ -91,11 +120,8 @@ def run(ctx: Context) -> None:
         ("panel.audit_export", f"/audit/export.csv?episode={long_id}", AUDIT_SQL,
          lambda raw: (raw.row_id(long_id),)),
     ]
-    app = create_panel(ctx.main_url)
     raw = raw_connect(ctx.main_url)
     try:
-        client = app.test_client()
-        log_in(client)
         for name, path, sql, params in pages:
             samples, size = page_latencies(client, path, ctx.sizes.repeats)
             limits, rows = query_latencies(raw, sql, params(raw), ctx.sizes.repeats)

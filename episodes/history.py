@@ -5,9 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 from uuid import UUID
 
-from episodes.errors import NotFound
+from eventsourcing.persistence import StoredEvent
+from sqlalchemy import select
+
+from episodes.errors import EpisodeNotFound, NotFound
 from episodes.events import EpisodeEvent
 from episodes.rules import replay
 from episodes.state import EpisodeState
@@ -59,3 +63,26 @@ def view(
         id=episode.id, version=episode.version, recorded_at=known[-1].timestamp,
         state=state, facts=facts,
     )
+
+
+def read_history(app: Any, episode_id: UUID, connection: Any = None) -> list[EpisodeEvent]:
+    """Every event of the episode in recorded order, as ``Episodes.history`` gives them, read
+    with one plain SELECT of the stream (no ORM object per row: at 500 events those were half
+    the read) and decoded by the application's own mapper (so decryption and the hash-chain
+    envelope are as the store wrote them)."""
+    recorder = app.recorder
+    table = recorder.events_record_cls.__table__
+    statement = (select(table.c.originator_version, table.c.topic, table.c.state)
+                 .where(table.c.originator_id == episode_id)
+                 .order_by(table.c.originator_version))
+    if connection is not None:  # the caller's (a page reading everything on one connection)
+        rows = connection.execute(statement).all()
+    else:
+        with recorder.datastore.engine.connect() as own:
+            rows = own.execute(statement).all()
+    to_event = app.mapper.to_domain_event
+    events = [to_event(StoredEvent(episode_id, version, topic, bytes(state)))
+              for version, topic, state in rows]
+    if not events or type(events[0]).__name__ != "ReferralReceived":
+        raise EpisodeNotFound(episode_id)
+    return events

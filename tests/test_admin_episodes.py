@@ -123,8 +123,58 @@ def test_sorting_by_a_column_and_paging_through_it(client, demo):
     # Check the sorted column's header says so, and a click on it reverses the order.
     assert '<th aria-sort="ascending" class="sortable "><a href="/episodes/?sort=patient_ref&amp;' \
            'size=25&amp;dir=desc">Patient' in first
-    # Check the pager keeps the filters, the sort and the page size.
-    assert 'href="/episodes/?sort=patient_ref&amp;size=25&amp;page=2" rel="next"' in first
+    # Check the pager keeps the filters, the sort and the page size, and pages by key: the
+    # next page starts after the last episode shown.
+    last_shown = first[first.index("<tbody>"):].split('href="/episodes/')[25].split('"')[0]
+    assert f'href="/episodes/?sort=patient_ref&amp;size=25&amp;after={last_shown}" rel="next"' \
+        in first
+    assert "rel=\"prev\"" not in first
+
+
+def link(page: str, rel: str) -> str:
+    """The pager's link by its words (First, Previous, Next, Last), unescaped."""
+    words = {"first": "« First", "prev": "‹ Previous", "next": "Next ›", "last": "Last »"}[rel]
+    found = re.search(r'<a href="([^"]+)"[^>]*>' + re.escape(words) + "</a>", page)
+    assert found, f"no {words} link"
+    return found.group(1).replace("&amp;", "&")
+
+
+def test_paging_by_key_forward_backward_and_to_the_last_page(client, demo):
+    login(client, "admin")
+    first = client.get("/episodes/?sort=patient_ref&dir=asc&size=25").get_data(as_text=True)
+    second = client.get(link(first, "next")).get_data(as_text=True)
+    # Every episode once, in order, and the page knows where it is.
+    assert patients(first) + patients(second) == [f"Patient/DEMO-{n:04d}" for n in range(30)]
+    assert "page 2 of 2" in second and "Next ›" not in second
+    # Back from the second page, and straight to the last one.
+    assert patients(client.get(link(second, "prev")).get_data(as_text=True)) == patients(first)
+    last = client.get(link(first, "last")).get_data(as_text=True)
+    assert patients(last) == patients(second) and "page 2 of 2" in last
+    assert patients(client.get(link(last, "first")).get_data(as_text=True)) == patients(first)
+
+
+def test_paging_by_key_keeps_episodes_without_a_value_last(client, demo):
+    login(client, "admin")
+    # Sorted by discharge date, newest first: the episodes not discharged come last.
+    url = "/episodes/?sort=discharged_on&size=25"
+    page, rows = client.get(url).get_data(as_text=True), []
+    while True:
+        rows += cells(page)
+        if "Next ›" not in page:
+            break
+        page = client.get(link(page, "next")).get_data(as_text=True)
+    dates = [row[7][:10] for row in rows]
+    discharged = [d for d in dates if d != "—"]
+    assert len(rows) == 30 and len({row[0] for row in rows}) == 30
+    assert dates == discharged + ["—"] * (30 - len(discharged))
+    assert discharged == sorted(discharged, reverse=True)
+
+
+def test_a_cursor_that_is_not_an_episode_is_refused(client, demo):
+    login(client, "clinician")
+    assert client.get("/episodes/?after=nonsense").status_code == 400
+    assert client.get(f"/episodes/?after={uuid4()}").status_code == 400
+    assert client.get(f"/episodes/?after={uuid4()}&last=1").status_code == 400
 
 
 def test_by_default_the_newest_referrals_come_first(client, demo):
@@ -382,3 +432,34 @@ def test_the_episode_page_exports_fhir_and_records_the_export(client, panel):
     exports = list(panel.extensions["care_episodes"].access.entries(action="export"))
     assert [(e.actor_id, e.episode_id, e.detail) for e in exports] == [("clinician", episode, "FHIR R4 Bundle")]
     assert client.get("/episodes/00000000-0000-0000-0000-000000000000/fhir.json").status_code == 404
+
+
+def test_the_history_escapes_what_the_record_says(client, eps, clinician, admin_actor):
+    """The history's rows are written in Python (admin/timeline.py): every text from the record
+    is still escaped, in the event's fields and in its reason."""
+    from tests.pathways import admitted_on as admitted
+
+    episode = admitted(eps, clinician, date(2026, 5, 4))
+    session = attend(eps, episode, clinician, date(2026, 5, 6), topic='<b>"CBT" & co</b>')
+    eps.amend_event(episode, clinician, target_version=session.version, changes={"minutes": 90},
+                    reason="<script>alert(1)</script>")
+    login(client, "reviewer")
+    page = client.get(f"/episodes/{episode}").get_data(as_text=True)
+    assert "<script>" not in page and "<b>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&lt;b&gt;&#34;CBT&#34; &amp; co&lt;/b&gt;" in page
+    assert "minutes: <del>180</del> → <ins>90</ins>" in page
+
+
+def test_the_episode_page_reads_the_history_as_the_library_gives_it(panel, story):
+    """The page reads the stream with one plain SELECT (episodes.history.read_history): the
+    same events, in the same order, as Episodes.history; an id of no episode is not found."""
+    from episodes import EpisodeNotFound
+    from episodes.history import read_history
+    from episodes.program import program_id
+
+    app = panel.extensions["care_episodes"].episodes
+    assert read_history(app, story) == list(app.history(story))
+    for not_an_episode in (uuid4(), program_id("iop-adult")):
+        with pytest.raises(EpisodeNotFound):
+            read_history(app, not_an_episode)

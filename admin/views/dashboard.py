@@ -30,7 +30,7 @@ def index():  # noqa: ANN201
     svc = services()
     reads = svc.reads
     today = reads.today()
-    programs = {p.code: p for p in svc.episodes.programs()}
+    programs = {p.code: p for p in svc.reads.programs()}
 
     below = reads.below_minimum(weeks=BELOW_MINIMUM_WEEKS)
     expiring = reads.authorizations_expiring(within_days=EXPIRING_WITHIN_DAYS)

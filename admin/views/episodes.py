@@ -9,24 +9,22 @@ Every view of either page is written to the access log.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
-from enum import Enum
 from typing import Any
 from uuid import UUID
 
 from flask import Blueprint, Response, abort, current_app, render_template, request, url_for
 from flask_login import current_user
 
-from admin import charts
+from admin import charts, timeline
 from admin.security import EVERYONE, RECORDERS, roles
 from admin.services import record_access, services
 from episodes import PATHWAY, EpisodeNotFound, EpisodeStatus, NotFound, allowed_commands
+from episodes.history import read_history
 from episodes.history import view as view_of
 from episodes.vocabulary import ASAM_LEVEL_CODES
 from projections.queries.attendance import DEFAULT_MISS_THRESHOLD as MISS_THRESHOLD
-from projections.queries.listing import SORTABLE
+from projections.queries.listing import SORTABLE, UnknownEpisode
 
 bp = Blueprint("episodes", __name__, url_prefix="/episodes")
 
@@ -67,6 +65,16 @@ def _integer(name: str, default: int | None = None, highest: int = 1_000_000) ->
     return int(value)
 
 
+def _episode_id(name: str) -> UUID | None:
+    value = request.args.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        return UUID(value)
+    except ValueError:
+        abort(400, description=f"{name} must be an episode id.")
+
+
 def _date(name: str) -> date | None:
     value = request.args.get(name, "").strip()
     if not value:
@@ -96,7 +104,12 @@ def index():  # noqa: ANN201
         "size": int(_choice("size", tuple(map(str, PAGE_SIZES)))
                     or (default_size if default_size in PAGE_SIZES else 50)),
         "page": _integer("page", 1),
+        # Keyset paging: the page right after / before an episode, or the last page.
+        "after": _episode_id("after"), "before": _episode_id("before"),
+        "last": _choice("last", ("1",)),
     }
+    if sum(args[k] is not None for k in ("after", "before", "last")) > 1:
+        abort(400, description="Give only one of after, before and last.")
     args["dir"] = _choice("dir", ("asc", "desc"), "desc" if args["sort"] in DATE_COLUMNS else "asc")
     filters = {
         "status": args["status"], "program_code": args["program"], "clinic": args["clinic"],
@@ -104,18 +117,43 @@ def index():  # noqa: ANN201
         "over_target": None if args["over_target"] is None else args["over_target"] == "yes",
         "sort": args["sort"], "descending": args["dir"] == "desc", "page_size": args["size"],
     }
-    page = svc.reads.episodes(page=args["page"], **filters)
-    if args["page"] > page.pages:  # past the end (a shared link, fewer episodes now): the last page
-        args["page"] = page.pages
-        page = svc.reads.episodes(page=page.pages, **filters)
+    with svc.reads.together():  # the page's reads on one connection
+        try:
+            page = svc.reads.episodes(page=args["page"], after=args["after"],
+                                      before=args["before"], last=args["last"] is not None,
+                                      **filters)
+        except UnknownEpisode:
+            abort(400, description="after / before must be the id of an episode in the list.")
+        if not page.rows and page.total:
+            # Past the end (a shared link, fewer episodes now): the last page.
+            page = svc.reads.episodes(last=True, **filters)
+        programs = svc.reads.programs()
     record_access("read", detail=f"episode list: {_query_text() or 'no filters'}")
-    programs = svc.episodes.programs()
     return render_template(
         "episodes/list.html", page=page, args=args, programs=programs,
         clinics=sorted({clinic for p in programs for clinic in p.clinics}),
         statuses=STATUSES, levels=LEVELS, page_sizes=PAGE_SIZES, miss_threshold=MISS_THRESHOLD,
         list_url=lambda **changes: _list_url(args, changes), sort_link=lambda c: _sort(args, c),
+        pager=_pager(args, page),
     )
+
+
+FIRST_PAGE = {"page": None, "after": None, "before": None, "last": None}
+
+
+def _pager(args: dict[str, Any], page: Any) -> dict[str, str]:
+    """The pager's links: by key from this page's first or last row (see
+    projections.queries.listing), so a late page costs no more than the first."""
+    links: dict[str, str] = {}
+    if page.has_previous:
+        links["first"] = _list_url(args, FIRST_PAGE)
+        # Less than a page before this one (episodes came and went): the first page.
+        links["previous"] = (links["first"] if page.position <= page.page_size
+                             else _list_url(args, {**FIRST_PAGE, "before": page.first_id}))
+    if page.has_next:
+        links["next"] = _list_url(args, {**FIRST_PAGE, "after": page.last_id})
+        links["last"] = _list_url(args, {**FIRST_PAGE, "last": "1"})
+    return links
 
 
 def _list_url(args: dict[str, Any], changes: dict[str, Any]) -> str:
@@ -134,9 +172,9 @@ def _sort(args: dict[str, Any], column: str) -> dict[str, str]:
     if args["sort"] == column:
         flipped = "asc" if args["dir"] == "desc" else "desc"
         state = "descending" if args["dir"] == "desc" else "ascending"
-        return {"url": _list_url(args, {"dir": flipped, "page": 1}), "aria": state,
+        return {"url": _list_url(args, {**FIRST_PAGE, "dir": flipped}), "aria": state,
                 "arrow": "▼" if args["dir"] == "desc" else "▲"}
-    return {"url": _list_url(args, {"sort": column, "dir": natural, "page": 1}), "aria": "none",
+    return {"url": _list_url(args, {**FIRST_PAGE, "sort": column, "dir": natural}), "aria": "none",
             "arrow": ""}
 
 
@@ -154,37 +192,44 @@ def show(episode_id: UUID):  # noqa: ANN201
     svc = services()
     as_of = {"version": _integer("version"), "recorded_on": _date("recorded_on"),
              "effective_on": _date("effective_on")}
-    try:
-        events = list(svc.episodes.history(episode_id))
-    except EpisodeNotFound:
-        abort(404)
-    current = view_of(events)
-    view, as_of_error = current, None
-    if any(v is not None for v in as_of.values()):
-        recorded_at = _end_of_day(as_of["recorded_on"]) if as_of["recorded_on"] else None
+    # The page's reads share one connection (see ReadModels.together); the access-log entry
+    # is written in its own transaction.
+    with svc.reads.together() as connection:
         try:
-            view = svc.episodes.episode(episode_id, version=as_of["version"],
-                                        recorded_at=recorded_at, effective_on=as_of["effective_on"])
-        except NotFound as not_found:
-            as_of_error = str(not_found)
-    # "clinical": a clinical date by today's record, whose figures the read models can give;
-    # "recorded": the record as it stood at a version or a day (with or without a clinical date).
-    mode = None if view is current else (
-        "clinical" if not (as_of["version"] or as_of["recorded_on"]) else "recorded")
-    shown = _known(events, view, as_of) if mode else events
-    query = _query_text()
-    record_access("read", episode_id=episode_id, patient_ref=current.state.patient_ref,
-                  detail=f"episode page: {query}" if query else "episode page")
-    status = _current_status(episode_id) if mode is None else None
+            events = read_history(svc.episodes, episode_id, connection)  # read, decoded once
+        except EpisodeNotFound:
+            abort(404)
+        current = view_of(events)
+        view, as_of_error = current, None
+        if any(v is not None for v in as_of.values()):
+            recorded_at = _end_of_day(as_of["recorded_on"]) if as_of["recorded_on"] else None
+            try:  # as Episodes.episode does, from the events already read
+                view = view_of(events, version=as_of["version"], recorded_at=recorded_at,
+                               effective_on=as_of["effective_on"])
+            except NotFound as not_found:
+                as_of_error = str(not_found)
+        # "clinical": a clinical date by today's record, whose figures the read models can
+        # give; "recorded": the record as it stood at a version or a day (with or without a
+        # clinical date).
+        mode = None if view is current else (
+            "clinical" if not (as_of["version"] or as_of["recorded_on"]) else "recorded")
+        query = _query_text()
+        record_access("read", episode_id=episode_id, patient_ref=current.state.patient_ref,
+                      detail=f"episode page: {query}" if query else "episode page")
+        status = _current_status(episode_id) if mode is None else None
+        read = {
+            "programs": {p.code: p for p in svc.reads.programs()}, "status": status,
+            "figures": _figures(episode_id, as_of["effective_on"]) if mode != "recorded" else None,
+            "then_and_now": (svc.reads.status_as_of(episode_id, as_of["effective_on"])
+                             if mode == "clinical" else None),
+        }
+    entries = timeline.timeline(_known(events, view, as_of) if mode else events)
     return render_template(
         "episodes/episode.html", episode_id=episode_id, view=view, mode=mode, as_of=as_of,
-        as_of_error=as_of_error, timeline=timeline(shown), latest_version=current.version,
-        programs={p.code: p for p in svc.episodes.programs()}, status=status,
-        progress=_progress(status),
-        figures=_figures(episode_id, as_of["effective_on"]) if mode != "recorded" else None,
-        then_and_now=(svc.reads.status_as_of(episode_id, as_of["effective_on"])
-                      if mode == "clinical" else None),
-        commands=_commands(view.state.status) if mode is None else [],
+        as_of_error=as_of_error, timeline_rows=timeline.rows(entries),
+        timeline_length=len(entries), latest_version=current.version,
+        progress=_progress(status), commands=_commands(view.state.status) if mode is None else [],
+        **read,
     )
 
 
@@ -277,90 +322,3 @@ def _commands(status: EpisodeStatus) -> list[dict[str, str]]:
         return []
     return [{"command": command, "label": command.replace("_", " ").capitalize(),
              "summary": PATHWAY[command].summary} for command in allowed_commands(status)]
-
-
-# ---------------------------------------------------------------- the timeline
-
-HIDDEN = {"originator_id", "originator_version", "originator_topic", "timestamp", "envelope",
-          "effective_date", "target_version", "changes"}
-EVENT_WORDS = {"SessionCancelledByProgram": "Session cancelled by the program",
-               "EventVoided": "Correction: event voided",
-               "EventAmended": "Correction: event amended",
-               "MarkedEnteredInError": "Marked entered in error"}
-
-
-@dataclass
-class Entry:
-    """One event of the history as the page shows it."""
-
-    version: int
-    recorded_at: datetime
-    effective_date: date
-    event_type: str
-    words: str
-    actor_id: str
-    actor_role: str
-    reason: str | None
-    fields: list[tuple[str, str]]
-    target_version: int | None = None  # a correction: the version it corrects
-    changes: list[tuple[str, str, str]] = field(default_factory=list)  # field, before, after
-    voided_by: int | None = None
-    amended_by: list[int] = field(default_factory=list)
-
-
-def timeline(events: list) -> list[Entry]:
-    """Every event in recorded order; corrections point at their target, and the corrected
-    events say which later version voided or amended them."""
-    entries: dict[int, Entry] = {}
-    values: dict[int, dict[str, Any]] = {}  # each event's fields as amended so far
-    for event in events:
-        name, version = type(event).__name__, event.originator_version
-        own = {k: v for k, v in vars(event).items() if k not in HIDDEN}
-        values[version] = {**own, "effective_date": event.effective_date}
-        entry = Entry(
-            version=version, recorded_at=event.timestamp, effective_date=event.effective_date,
-            event_type=name, words=EVENT_WORDS.get(name) or _words(name),
-            actor_id=event.envelope.actor_id, actor_role=event.envelope.actor_role.value,
-            reason=event.envelope.reason,
-            fields=[(k.replace("_", " "), in_words(v)) for k, v in own.items()
-                    if v not in (None, (), {})],
-            target_version=getattr(event, "target_version", None),
-        )
-        target = entries.get(entry.target_version or 0)
-        if name == "EventVoided" and target:
-            target.voided_by = version
-        elif name == "EventAmended" and target:
-            target.amended_by.append(version)
-            before = values[target.version]
-            entry.changes = [(k.replace("_", " "), in_words(before.get(k)), in_words(v))
-                             for k, v in event.changes.items()]
-            before.update(event.changes)
-        entries[version] = entry
-    return list(entries.values())
-
-
-def _words(name: str) -> str:
-    return re.sub(r"(?<!^)([A-Z])", r" \1", name).capitalize()
-
-
-def in_words(value: Any) -> str:
-    """A field value in words: codes for enums and levels, lists joined, dicts as pairs."""
-    if value is None:
-        return "—"
-    if isinstance(value, Enum):
-        return str(value.value)
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return ", ".join(f"{k}: {in_words(v)}" for k, v in value.items())
-    if isinstance(value, (tuple, list)):
-        return "; ".join(in_words(v) for v in value)
-    if hasattr(value, "code") and hasattr(value, "category"):  # a diagnosis
-        return f"{value.code} {value.display or in_words(value.category)}".strip()
-    if hasattr(value, "code") and hasattr(value, "edition"):  # a level of care
-        return f"{value.code} ({value.edition.value})"
-    if hasattr(value, "id") and hasattr(value, "role"):  # a care team member
-        return f"{value.id} ({value.role})"
-    return str(value)

@@ -94,7 +94,7 @@ def _ordinal(key: Any) -> str:
 def _programs_page(form: dict[str, str] | None = None, errors: dict[str, str] | None = None,
                    status: int = 200):  # noqa: ANN202 - a Flask response tuple
     return render_template(
-        "manage/programs.html", programs=services().episodes.programs(), form=form or {},
+        "manage/programs.html", programs=services().reads.programs(), form=form or {},
         errors=errors or {}, **_choices(),
     ), status
 
@@ -116,7 +116,7 @@ def define_program():  # noqa: ANN201
     typed, fields = program_fields(request.form)
     fields.pop("reason", None)  # a new program needs no reason
     episodes = services().episodes
-    known = {program.code for program in episodes.programs()}
+    known = {program.code for program in services().reads.programs()}
     try:
         definition = episodes.define_program(current_user.actor, **fields)
     except InvalidCommand as invalid:

@@ -95,7 +95,7 @@ class _Form:
     def _choices(self) -> dict[str, forms.Choices]:
         choices: dict[str, forms.Choices] = {}
         if self.command in ("admit", "waitlist", "amend_event"):
-            programs = services().episodes.programs()
+            programs = services().reads.programs()
             choices["program_code"] = [(None, [(p.code, f"{p.name} ({p.code})") for p in programs])]
             if programs and all(p.clinics for p in programs):  # otherwise any clinic: free text
                 choices["clinic"] = [(f"{p.name} ({p.code})", [(c, f"{p.name} — {c}") for c in p.clinics])

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from uuid import UUID
 
-from sqlalchemy import Connection, case, func, select
+from sqlalchemy import Connection, case, func, select, tuple_
 
 from episodes.errors import EpisodeNotFound
 from projections import tables
@@ -116,17 +116,22 @@ def episode_attendance(
     ):
         per_kind.setdefault(kind, {})[outcome] = n
     total = {o: sum(k.get(o, 0) for k in per_kind.values()) for o in OUTCOMES}
-    # Clinical order, latest first: by session date, then by the order recorded (version).
-    latest_first = connection.execute(
-        select(s.c.outcome, s.c.session_date).where(*dated)
-        .order_by(s.c.session_date.desc(), s.c.version.desc())
-    ).all()
-    last_attended = next((d for o, d in latest_first if o == "attended"), None)
+    # Clinical order: by session date, then by the order recorded (version).  The run is the
+    # unexcused misses after the latest attended session in that order (miss_run's rule),
+    # counted in SQL rather than by reading every session back (500 rows for a long episode).
+    last = connection.execute(
+        select(s.c.session_date, s.c.version).where(*dated, s.c.outcome == "attended")
+        .order_by(s.c.session_date.desc(), s.c.version.desc()).limit(1)
+    ).first()
+    since = [] if last is None else [tuple_(s.c.session_date, s.c.version) > tuple_(*last)]
+    run = connection.execute(
+        select(func.count()).where(*dated, s.c.outcome == "missed", *since)
+    ).scalar_one()
     return EpisodeAttendance(
         episode_id=episode_id, as_of=as_of, total=_counts(total),
         by_kind={k: _counts(v) for k, v in sorted(per_kind.items())},
-        consecutive_misses=miss_run([o for o, _ in latest_first]), threshold=threshold,
-        last_attended_on=last_attended,
+        consecutive_misses=run, threshold=threshold,
+        last_attended_on=last[0] if last is not None else None,
     )
 
 

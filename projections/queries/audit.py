@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Collection, Iterable, Iterator
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import date, datetime, time, timezone
 from typing import Any, TextIO
 from uuid import UUID
@@ -204,7 +204,7 @@ def export_csv(rows: Iterable[AuditEntry], stream: TextIO) -> int:
     writer.writerow(COLUMNS)
     written = 0
     for entry in rows:
-        writer.writerow(["" if v is None else _text(v) for v in astuple(entry)])
+        writer.writerow(["" if v is None else _text(v) for v in _values(entry)])
         written += 1
     return written
 
@@ -219,11 +219,17 @@ def export_jsonl(rows: Iterable[AuditEntry], stream: TextIO) -> int:
     for entry in rows:
         record = {
             name: None if value is None else (value if isinstance(value, int) else _text(value))
-            for name, value in zip(COLUMNS, astuple(entry))
+            for name, value in zip(COLUMNS, _values(entry))
         }
         stream.write(json.dumps(record, ensure_ascii=False) + "\n")
         written += 1
     return written
+
+
+def _values(entry: AuditEntry) -> list[Any]:
+    """The entry's values in column order.  Not ``dataclasses.astuple``: that deep-copies every
+    value (ids, times) and was two thirds of an export's time; the values are all scalars."""
+    return [getattr(entry, name) for name in COLUMNS]
 
 
 def _text(value: Any) -> str:

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, and_, case, func, select
+from sqlalchemy import Connection, and_, bindparam, case, func, select
 
 from episodes.errors import EpisodeNotFound
 from episodes.vocabulary import DischargeType, Instrument
@@ -247,11 +248,18 @@ def _score_changes(*where: Any) -> Any:
     )
 
 
+@lru_cache(maxsize=1)
+def _one_episode_scores() -> Any:
+    """:func:`_score_changes` for one episode (parameter ``episode_id``), built once: building
+    the statement took longer than running it (the episode page asks on every view)."""
+    return _score_changes(tables.episodes.c.episode_id == bindparam("episode_id"))
+
+
 def episode_scores(connection: Connection, episode_id: UUID) -> EpisodeScores:
     e = tables.episodes
     if connection.execute(select(e.c.episode_id).where(e.c.episode_id == episode_id)).first() is None:
         raise EpisodeNotFound(episode_id)
-    rows = connection.execute(_score_changes(e.c.episode_id == episode_id)).mappings().all()
+    rows = connection.execute(_one_episode_scores(), {"episode_id": episode_id}).mappings().all()
     by_instrument = {row["instrument"]: _score_change(row) for row in rows}
     return EpisodeScores(
         episode_id=episode_id,
