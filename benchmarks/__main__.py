@@ -36,6 +36,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                         help="historical episodes (default 2000, 200 with --quick)")
     parser.add_argument("--long-episode", type=int, metavar="EVENTS",
                         help="events of the long episode (default 500, 200 with --quick)")
+    parser.add_argument("--command-episodes", type=int, metavar="N",
+                        help="episodes recorded as inline commands (default N/5, at most 400)")
     parser.add_argument("--repeats", type=int, help="requests per panel page (default 50, 20 quick)")
     parser.add_argument("--writers", type=int, help="concurrent writers on PostgreSQL (default 8)")
     parser.add_argument("--writer-commands", type=int, metavar="N",
@@ -53,7 +55,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     sizes = Sizes.choose(quick=args.quick, episodes=args.episodes, long_episode=args.long_episode,
-                         repeats=args.repeats, writers=args.writers,
+                         command_episodes=args.command_episodes, repeats=args.repeats, writers=args.writers,
                          writer_commands=args.writer_commands, raw_seconds=args.raw_seconds)
     reporter = Reporter(as_json=args.json)
     clear_payload_settings(reporter)

@@ -32,7 +32,9 @@ class Sizes:
                 raise ValueError("--episodes must be at least 2")
             base = replace(base, episodes=episodes)
         n = base.episodes
-        base = replace(base, command_episodes=max(2, n // 5), memory_small=max(2, n // 10))
+        # The commands are recorded among the N episodes already there: 400 of them (~8,800
+        # commands) measure the rate at any N without the run growing with it.
+        base = replace(base, command_episodes=max(2, min(400, n // 5)), memory_small=max(2, n // 10))
         given = {name: value for name, value in overrides.items() if value is not None}
         return replace(base, **given)
 
