@@ -103,8 +103,20 @@ class Rebuild:
                 index.drop(connection)
         with _fewer_collections():
             applied = self._fast_pass(snapshot, progress)
+        self._analyze()
         # What writers appended during the pass, the ordinary way, from the snapshot on.
         return applied + Projector(self.app).catch_up(batch_size=batch_size, progress=progress)
+
+    def _analyze(self) -> None:
+        """Give PostgreSQL's planner statistics of the freshly loaded tables at once, instead of
+        whenever autovacuum gets to them: without them it guessed an episode's audit rows at
+        0.5% of the table and, for the streamed export, walked the whole log in position
+        order (0.76 s for a 500-event episode at 100,000 episodes)."""
+        if self.engine.dialect.name != "postgresql":
+            return
+        with self.engine.begin() as connection:
+            for table in tables.READ_MODELS:
+                connection.exec_driver_sql(f"ANALYZE {table.name}")
 
     # ---------------------------------------------------------------- the pass
 

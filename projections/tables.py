@@ -180,8 +180,11 @@ audit = Table(
     Column("correlation_id", String(100), nullable=False),
     Column("command_id", String(100), nullable=False),
     Column("prior_version", Integer),  # the version this one follows or corrects
-    Index("rm_audit_aggregate", "aggregate_id", "version"),
-    Index("rm_audit_actor", "actor_id", "recorded_at"),
+    # (filter, position): a filtered audit read is in log order straight from the index.  With
+    # (aggregate_id, version) PostgreSQL streamed an episode's export by walking the whole log
+    # in position order, filtering as it went (0.76 s at 100,000 episodes).
+    Index("rm_audit_aggregate", "aggregate_id", "position"),
+    Index("rm_audit_actor", "actor_id", "position"),
     Index("rm_audit_recorded", "recorded_at"),
     Index("rm_audit_patient", "patient_ref", "position"),  # per-patient audit reports
 )
