@@ -23,7 +23,7 @@ from uuid import UUID
 from sqlalchemy import Connection, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
-from episodes import integrity, storage
+from episodes import bulk_rows, integrity, storage
 
 COLUMNS = ("originator_id", "originator_version", "topic", "state")
 _IDS_PER_SELECT = 1_000  # stream ids per "which of these exist?" query
@@ -37,7 +37,6 @@ class BulkInserter:
     def __init__(self, recorder: Any):
         self.events = recorder.events_record_cls.__table__
         self.dialect = recorder.datastore.engine.dialect
-        self.copy = self.dialect.name == "postgresql" and self.dialect.driver == "psycopg"
         # A duplicate (stream, version) fails with SQLAlchemy's error, or the driver's in a COPY.
         dbapi = getattr(self.dialect, "loaded_dbapi", None) or self.dialect.dbapi
         self.integrity_errors: tuple[type[Exception], ...] = (
@@ -51,14 +50,7 @@ class BulkInserter:
         else:
             # SQLite: take the write lock now, before the caller re-checks which streams exist.
             self.lock_statement = text(f"UPDATE {storage.EVENTS_TABLE} SET id = id WHERE 1 = 0")
-        self.copy_sql = f"COPY {storage.EVENTS_TABLE} ({', '.join(COLUMNS)}) FROM STDIN"
-        compiled = insert(self.events).compile(dialect=self.dialect, column_keys=list(COLUMNS))
-        order = compiled.positiontup or list(COLUMNS)  # the driver's parameter order
-        self.positional = compiled.positiontup is not None
-        self.insert_sql = compiled.string
-        self.names = list(order)
-        self.order = [COLUMNS.index(name) for name in order]
-        self.processors = [self.events.c[name].type.bind_processor(self.dialect) for name in order]
+        self.rows = bulk_rows.BulkInserter(self.events)
 
     def lock(self, connection: Connection) -> None:
         connection.execute(self.lock_statement)
@@ -75,28 +67,5 @@ class BulkInserter:
     def insert(self, connection: Connection, rows: Sequence[Row],
                heads: Sequence[dict[str, Any]]) -> None:
         """The events (in notification order) and their streams' new head rows."""
-        if self.copy:
-            cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            try:
-                with cursor.copy(self.copy_sql) as copy:
-                    for row in rows:
-                        copy.write_row(row)
-            finally:
-                cursor.close()
-        else:
-            converted: dict[Any, Any] = {}  # the rows of a stream share its id: convert it once
-            connection.exec_driver_sql(self.insert_sql, [self._driver_row(row, converted) for row in rows])
+        self.rows.insert(connection, [dict(zip(COLUMNS, row)) for row in rows])
         connection.execute(self.insert_heads, heads)
-
-    def _driver_row(self, row: Row, converted: dict[Any, Any]) -> Any:
-        values = [row[i] for i in self.order]
-        for n, process in enumerate(self.processors):
-            if process is not None:
-                value = values[n]
-                if isinstance(value, UUID):
-                    if value not in converted:
-                        converted[value] = process(value)
-                    values[n] = converted[value]
-                else:
-                    values[n] = process(value)
-        return tuple(values) if self.positional else dict(zip(self.names, values, strict=True))

@@ -22,7 +22,7 @@ Exactly once, and never claiming too much:
 * Memory holds one page of events, the rows of the streams it completed, and the one stream
   that continues into the next page.
 
-Speed: rows go in through :class:`projections.bulk.BulkInserter` (COPY on PostgreSQL), the
+Speed: rows go in through :class:`episodes.bulk_rows.BulkInserter` (COPY on PostgreSQL), the
 payloads are decoded by :func:`projections.decoding.fast_mapper`, the tables' secondary
 indexes are built once at the end (in the last page's transaction) instead of row by row,
 and the garbage collector runs less often while millions of short-lived objects pass.
@@ -39,8 +39,8 @@ from uuid import UUID
 from sqlalchemy import bindparam, delete, insert, select, tuple_, update
 
 from episodes.application import Episodes
+from episodes.bulk_rows import BulkInserter
 from projections import tables
-from projections.bulk import BulkInserter
 from projections.decoding import fast_mapper
 from projections.projector import DEFAULT_BATCH, PROJECTION_NAME, REBUILDING, Projector
 from projections.streams import EpisodeStream, ProgramStream, Rows, stream_for
