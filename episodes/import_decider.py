@@ -17,7 +17,7 @@ from datetime import date
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import Mapper, StoredEvent
+from eventsourcing.persistence import Mapper
 from marshmallow import ValidationError
 
 from episodes import integrity, preparation, rules
@@ -83,9 +83,6 @@ class Decider:
         self.programs = _Programs(programs)
         self.actor = actor
         self.correlation_id = correlation_id
-        # Without a cipher or a compressor the stored state *is* the digest's plaintext, so
-        # an event is transcoded once; otherwise the digest needs the clear form as well.
-        self.clear = mapper.cipher is None and mapper.compressor is None
         # One loader per command, its schema built once; the stream id is the import's to give.
         self.loaders = {name: CachedLoader(cls) for name, cls in SCHEMAS.items()}
 
@@ -119,7 +116,7 @@ class Decider:
             if episode is None:
                 episode = event  # the referral returns the new aggregate
                 event = episode.pending_events[0]
-            stored, head = self._encode(event)
+            stored, head = integrity.encode(self.mapper, event)
             rows.append((episode_id, stored.originator_version, stored.topic, stored.state))
         assert episode is not None
         episode.collect_events()  # they are in ``rows`` now
@@ -172,15 +169,6 @@ class Decider:
         fields = preparation.prepare(self.programs, command, episode, values)  # type: ignore[arg-type]
         return episode.record(EVENT_CLASSES[step.event], timestamp=now, latest_date=latest,
                               effective_date=effective_date, envelope=envelope, **fields)
-
-    def _encode(self, event: Any) -> tuple[StoredEvent, str]:
-        stored = self.mapper.to_stored_event(event)
-        if self.clear:
-            digest = integrity.digest(stored.topic, event.originator_id,
-                                      event.originator_version, stored.state)
-        else:
-            digest = integrity.event_digest(self.mapper, event)
-        return stored, digest
 
 
 def _rejected(error: Exception, source: str | None, episode_id: UUID, index: int,

@@ -21,6 +21,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import Mapper, StoredEvent
+from eventsourcing.utils import get_topic
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -89,10 +90,30 @@ def stored_digest(mapper: Mapper[Any], stored: StoredEvent) -> str:
                   plaintext(mapper, stored))
 
 
+def encode(mapper: Mapper[Any], event: Any) -> tuple[StoredEvent, str]:
+    """The stored form of a domain event (as ``mapper.to_stored_event`` gives it) and its
+    digest, transcoding the event once: the plaintext feeds the digest and, compressed and
+    encrypted when configured, becomes the stored state."""
+    state = dict(vars(event))
+    originator_id = state.pop("originator_id")
+    originator_version = state.pop("originator_version")
+    class_version = getattr(type(event), "class_version", 1)
+    if class_version > 1:
+        state["class_version"] = class_version
+    topic = get_topic(type(event))
+    plaintext = mapper.transcoder.encode(state)
+    stored_state = plaintext
+    if mapper.compressor:
+        stored_state = mapper.compressor.compress(stored_state)
+    if mapper.cipher:
+        stored_state = mapper.cipher.encrypt(stored_state)
+    stored = StoredEvent(originator_id, originator_version, topic, stored_state)
+    return stored, digest(topic, originator_id, originator_version, plaintext)
+
+
 def event_digest(mapper: Mapper[Any], event: Any) -> str:
     """The digest of a domain event as it is (or will be) stored, without touching the store."""
-    clear = Mapper(transcoder=mapper.transcoder)  # same JSON, no compression, no cipher
-    return stored_digest(clear, clear.to_stored_event(event))
+    return encode(mapper, event)[1]
 
 
 def heads_digest(rows: Iterable[tuple[UUID, int, str]], access_head: str) -> str:

@@ -8,8 +8,8 @@ eventsourcing's own notification log, sees no difference), inside the caller's t
 
 * statements are built once and executed with parameters (SQLAlchemy caches their compiled
   form; building ``insert()``/``update()`` objects per call costs three times their execution);
-* an event is transcoded once: its plaintext both feeds the hash chain and, compressed and
-  encrypted when configured, becomes the stored state;
+* an event is transcoded once (:func:`episodes.integrity.encode`): its plaintext both feeds
+  the hash chain and, compressed and encrypted when configured, becomes the stored state;
 * on PostgreSQL the events table is locked in EXCLUSIVE mode before the insert, exactly as
   eventsourcing-sqlalchemy does, so notification ids are committed in order and a polling
   projector never skips an id that commits late.  (No ``NOTIFY`` is sent: the projections
@@ -25,7 +25,6 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import Mapper, Notification, StoredEvent
-from eventsourcing.utils import get_topic
 from sqlalchemy import Connection, bindparam, insert, select, text, update
 
 from episodes import integrity, storage
@@ -61,6 +60,10 @@ class StreamWriter:
             .where(events.c.originator_id == bindparam("stream_id"))
             .order_by(events.c.originator_version)
         )
+        self._select_stream_up_to = self._select_stream.where(
+            events.c.originator_version <= bindparam("up_to")
+        )
+        self._select_one = self._select_stream.where(events.c.originator_version == bindparam("version"))
         self._select_notifications = (
             select(events.c.id, events.c.originator_id, events.c.originator_version, events.c.topic,
                    events.c.state)
@@ -104,27 +107,27 @@ class StreamWriter:
 
     # ---------------------------------------------------------------- reading
 
-    def stream(self, connection: Connection, stream_id: UUID) -> list[StoredEvent]:
-        """A whole stream, read in the caller's transaction."""
-        return [
-            StoredEvent(stream_id, version, topic, bytes(state))
-            for version, topic, state in connection.execute(self._select_stream, {"stream_id": stream_id})
-        ]
+    def stream(self, connection: Connection, stream_id: UUID, up_to: int | None = None) -> list[StoredEvent]:
+        """A stream (up to a version), read in the caller's transaction."""
+        if up_to is None:
+            rows = connection.execute(self._select_stream, {"stream_id": stream_id})
+        else:
+            rows = connection.execute(self._select_stream_up_to, {"stream_id": stream_id, "up_to": up_to})
+        return [StoredEvent(stream_id, version, topic, bytes(state)) for version, topic, state in rows]
 
     def event(self, connection: Connection, stream_id: UUID, version: int) -> Any:
         """One event of a stream, decoded, read in the caller's transaction."""
-        return self.mapper.to_domain_event(
-            next(e for e in self.stream(connection, stream_id) if e.originator_version == version)
-        )
+        version_, topic, state = connection.execute(
+            self._select_one, {"stream_id": stream_id, "version": version}
+        ).one()
+        return self.mapper.to_domain_event(StoredEvent(stream_id, version_, topic, bytes(state)))
 
     def aggregate(self, connection: Connection, stream_id: UUID, version: int | None = None) -> Any:
         """A stream folded up to ``version`` (all of it by default), read in the caller's
         transaction: the ORM repository would open a session of its own, which on an
         in-memory SQLite database shares, and would end, the caller's connection."""
         aggregate = None
-        for stored in self.stream(connection, stream_id):
-            if version is not None and stored.originator_version > version:
-                break
+        for stored in self.stream(connection, stream_id, up_to=version):
             aggregate = self.mapper.to_domain_event(stored).mutate(aggregate)  # type: ignore[attr-defined]
         return aggregate
 
@@ -143,24 +146,6 @@ class StreamWriter:
 
     # ---------------------------------------------------------------- writing
 
-    def encode(self, event: Any) -> tuple[StoredEvent, str]:
-        """The stored form of ``event`` and its hash-chain digest, transcoding it once."""
-        state = dict(vars(event))
-        originator_id = state.pop("originator_id")
-        originator_version = state.pop("originator_version")
-        class_version = getattr(type(event), "class_version", 1)
-        if class_version > 1:
-            state["class_version"] = class_version
-        topic = get_topic(type(event))
-        plaintext = self.mapper.transcoder.encode(state)
-        digest = integrity.digest(topic, originator_id, originator_version, plaintext)
-        stored_state = plaintext
-        if self.mapper.compressor:
-            stored_state = self.mapper.compressor.compress(stored_state)
-        if self.mapper.cipher:
-            stored_state = self.mapper.cipher.encrypt(stored_state)
-        return StoredEvent(originator_id, originator_version, topic, stored_state), digest
-
     def append(self, connection: Connection, events: Sequence[Any], previous: Head | None) -> list[Appended]:
         """Insert the events of one stream after ``previous`` and move its head, in the
         caller's transaction.  A concurrent append at the same version fails on the store's
@@ -169,7 +154,7 @@ class StreamWriter:
             connection.execute(self._lock_table)
         appended = []
         for event in events:
-            stored, digest = self.encode(event)
+            stored, digest = integrity.encode(self.mapper, event)
             result = connection.execute(self._insert_event, {
                 "originator_id": stored.originator_id,
                 "originator_version": stored.originator_version,
