@@ -105,6 +105,7 @@ class Episodes(Application[UUID]):
             raise
         self.writer = StreamWriter(self.recorder, self.mapper)
         self._recent = RecentEpisodes()
+        self._programs = RecentEpisodes(size=100)  # program definitions, checked like episodes
         # Appends refused because another writer got there first, then decided again: a
         # figure for operators (and the concurrency benchmark), not an error.
         self.retried_appends = 0
@@ -185,6 +186,17 @@ class Episodes(Application[UUID]):
             key=lambda d: d.code,
         )
 
+    def _program_in(self, connection: Any, code: str) -> ProgramDefinition:
+        """A program's definition read in a command's transaction: kept from an earlier
+        command when the program's stream head is still where it was, else replayed."""
+        stream_id = program_id(code)
+        head = self.writer.head(connection, stream_id)
+        if head is None:
+            raise ProgramNotFound(code)
+        program = self._programs.take(stream_id, head) or self.writer.aggregate(connection, stream_id)
+        self._programs.put(program, head)  # a command never changes the program it reads
+        return program.definition
+
     def _get_program(self, code: str) -> Program:
         try:
             return self.repository.get(program_id(code))
@@ -227,7 +239,7 @@ class Episodes(Application[UUID]):
                         effective_date=effective_date,
                         envelope=replace(envelope, previous_hash=integrity.GENESIS), **values,
                     )
-                    appended = self._append_events(connection, episode, None)
+                    appended = self._append_events(connection, episode)
         except (IntegrityError, sqlalchemy.exc.IntegrityError):  # the same referral, twice at once
             episode = None
         except BaseException:
@@ -254,7 +266,8 @@ class Episodes(Application[UUID]):
                         break  # answered below, outside the transaction
                     try:
                         rules.check_status(episode.state, PATHWAY[command])  # before any lookup
-                        fields = preparation.prepare(self, command, episode, dict(values))
+                        programs = _ProgramsIn(self, connection)
+                        fields = preparation.prepare(programs, command, episode, dict(values))
                         event = episode.record(
                             event_class, timestamp=self.clock.now(), latest_date=self._latest_date(),
                             effective_date=effective_date,
@@ -268,7 +281,7 @@ class Episodes(Application[UUID]):
                             f"at version {episode.version}), and the {command.replace('_', ' ')} no "
                             f"longer holds: {violation}"
                         ) from violation
-                    appended = self._append_events(connection, episode, head)
+                    appended = self._append_events(connection, episode)
             except (IntegrityError, sqlalchemy.exc.IntegrityError):
                 self._discard(episode_id)
                 self.retried_appends += 1
@@ -302,9 +315,9 @@ class Episodes(Application[UUID]):
         assert isinstance(episode, Episode)
         return episode, Head(episode.version, integrity.stored_digest(self.mapper, stored[-1]))
 
-    def _append_events(self, connection: Any, aggregate: Any, previous: Head | None) -> list[Appended]:
+    def _append_events(self, connection: Any, aggregate: Any) -> list[Appended]:
         """Write the aggregate's new events and its stream's head in the command's transaction."""
-        appended = self.writer.append(connection, aggregate.collect_events(), previous)
+        appended = self.writer.append(connection, aggregate.collect_events())
         self._project_inline(connection, appended, aggregate)
         return appended
 
@@ -462,6 +475,16 @@ def _envelope(actor: Actor, values: dict[str, Any]) -> Envelope:
         correlation_id=values.pop("correlation_id", None) or command_id,
         reason=values.pop("reason", None),
     )
+
+
+class _ProgramsIn:
+    """``program(code)`` for :func:`preparation.prepare`, read in the command's transaction."""
+
+    def __init__(self, app: Episodes, connection: Any):
+        self._app, self._connection = app, connection
+
+    def program(self, code: str) -> ProgramDefinition:
+        return self._app._program_in(self._connection, code)
 
 
 def _head(appended: list[Appended]) -> Head:

@@ -84,7 +84,11 @@ def lock_stream(session: Session | Connection, stream_id: UUID) -> None:
     """
     dialect = (session.dialect if isinstance(session, Connection) else session.get_bind().dialect).name
     if dialect == "postgresql":
-        key = (stream_id.int >> 64) - (1 << 63)  # a signed 64-bit key from the id's high bits
-        session.execute(_ADVISORY_LOCK, {"key": key})
+        session.execute(_ADVISORY_LOCK, {"key": advisory_key(stream_id)})
     elif dialect == "sqlite":
         session.execute(_SQLITE_WRITE_LOCK)
+
+
+def advisory_key(stream_id: UUID) -> int:
+    """The PostgreSQL advisory lock key of a stream: a signed 64-bit key from the id's high bits."""
+    return (stream_id.int >> 64) - (1 << 63)

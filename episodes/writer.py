@@ -25,9 +25,10 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import Mapper, Notification, StoredEvent
-from sqlalchemy import Connection, bindparam, insert, select, text, update
+from sqlalchemy import Connection, bindparam, insert, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 
-from episodes import integrity, storage
+from episodes import driver, integrity, storage
 
 
 @dataclass(frozen=True)
@@ -71,17 +72,31 @@ class StreamWriter:
             .order_by(events.c.id)
             .limit(bindparam("limit"))
         )
-        self._insert_event = insert(events)
-        self._select_head = select(heads.c.version, heads.c.digest).where(
-            heads.c.stream_id == bindparam("stream_id")
+        # The command path's own statements, sent through the driver (episodes/driver.py).
+        prepare = self.engine.dialect
+        insert_event = insert(events)
+        if not self._sqlite:
+            insert_event = insert_event.returning(events.c.id)  # SQLite: the cursor's lastrowid
+        self._insert_event = driver.Prepared(
+            insert_event, prepare, ["originator_id", "originator_version", "topic", "state"]
         )
-        self._update_head = update(heads).where(heads.c.stream_id == bindparam("head_of")).values(
-            version=bindparam("new_version"), digest=bindparam("new_digest")
+        self._select_head = driver.Prepared(
+            select(heads.c.version, heads.c.digest).where(heads.c.stream_id == bindparam("stream_id")), prepare
         )
-        self._insert_head = insert(heads)
-        self._lock_table = (
-            text(f"LOCK TABLE {storage.EVENTS_TABLE} IN EXCLUSIVE MODE") if dialect == "postgresql" else None
+        # An upsert: a stream recorded before the heads table existed gets its row on its next event.
+        upsert = (sqlite.insert if self._sqlite else postgresql.insert)(heads)
+        self._move_head = driver.Prepared(
+            upsert.on_conflict_do_update(
+                index_elements=[heads.c.stream_id],
+                set_={"version": upsert.excluded.version, "digest": upsert.excluded.digest},
+            ),
+            prepare, ["stream_id", "version", "digest"],
         )
+        self._begin_immediate = driver.Prepared(text("BEGIN IMMEDIATE"), prepare)
+        self._commit = driver.Prepared(text("COMMIT"), prepare)
+        self._lock_table = driver.Prepared(text(f"LOCK TABLE {storage.EVENTS_TABLE} IN EXCLUSIVE MODE"), prepare)
+        self._advisory_lock = driver.Prepared(text("SELECT pg_advisory_xact_lock(:key)"), prepare)
+        driver.enable(self.engine)
 
     # ---------------------------------------------------------------- transactions
 
@@ -92,18 +107,28 @@ class StreamWriter:
         SQLite: ``BEGIN IMMEDIATE`` takes the database's write lock before anything is read,
         so the head read next is the one the append will follow.  (The sqlite3 module, seeing
         a transaction open, issues no BEGIN of its own; the connection's commit ends it.)
+        PostgreSQL: the driver's BEGIN goes with the first statement, and the COMMIT with the
+        writes still queued in the pipeline (episodes/driver.py).
         """
         with self.engine.connect() as connection:
-            if self._sqlite:
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
-            yield connection
-            connection.commit()
+            connection.begin()  # SQLAlchemy's record of it: its commit() below commits
+            try:
+                if self._sqlite:
+                    driver.execute(connection, self._begin_immediate)
+                yield connection
+                if not self._sqlite:
+                    driver.execute(connection, self._commit)
+                    driver.leave_pipeline(connection)
+                connection.commit()
+            except BaseException:
+                driver.leave_pipeline(connection, quietly=True)
+                raise
 
     def lock_stream(self, connection: Connection, stream_id: UUID) -> None:
         """Serialise writers of one stream (see :func:`episodes.storage.lock_stream`); on
         SQLite the transaction already holds the only write lock there is."""
         if not self._sqlite:
-            storage.lock_stream(connection, stream_id)
+            driver.execute(connection, self._advisory_lock, {"key": storage.advisory_key(stream_id)})
 
     # ---------------------------------------------------------------- reading
 
@@ -141,34 +166,37 @@ class StreamWriter:
         ]
 
     def head(self, connection: Connection, stream_id: UUID) -> Head | None:
-        row = connection.execute(self._select_head, {"stream_id": stream_id}).first()
+        row = driver.fetch_one(connection, driver.execute(connection, self._select_head, {"stream_id": stream_id}))
         return Head(row[0], row[1]) if row else None
 
     # ---------------------------------------------------------------- writing
 
-    def append(self, connection: Connection, events: Sequence[Any], previous: Head | None) -> list[Appended]:
-        """Insert the events of one stream after ``previous`` and move its head, in the
+    def append(self, connection: Connection, events: Sequence[Any]) -> list[Appended]:
+        """Insert the new events of one stream and move its head (an upsert), in the
         caller's transaction.  A concurrent append at the same version fails on the store's
         unique (stream, version) index: the caller's transaction rolls back, nothing is lost."""
-        if self._lock_table is not None:
-            connection.execute(self._lock_table)
-        appended = []
+        if not self._sqlite:
+            driver.execute(connection, self._lock_table)
+        inserted = []
         for event in events:
             stored, digest = integrity.encode(self.mapper, event)
-            result = connection.execute(self._insert_event, {
+            cursor = driver.execute(connection, self._insert_event, {
                 "originator_id": stored.originator_id,
                 "originator_version": stored.originator_version,
                 "topic": stored.topic,
                 "state": stored.state,
             })
-            appended.append(Appended(int(result.inserted_primary_key[0]), event, digest))
+            inserted.append((cursor, event, digest))
+        appended = [Appended(self._inserted_id(connection, cursor), event, digest)
+                    for cursor, event, digest in inserted]
         newest = appended[-1]
-        stream_id, version = newest.event.originator_id, newest.event.originator_version
-        moved = previous is not None and connection.execute(self._update_head, {
-            "head_of": stream_id, "new_version": version, "new_digest": newest.digest,
-        }).rowcount
-        if not moved:
-            connection.execute(
-                self._insert_head, {"stream_id": stream_id, "version": version, "digest": newest.digest}
-            )
+        driver.execute(connection, self._move_head, {
+            "stream_id": newest.event.originator_id, "version": newest.event.originator_version,
+            "digest": newest.digest,
+        })
         return appended
+
+    def _inserted_id(self, connection: Connection, cursor: Any) -> int:
+        if self._sqlite:
+            return int(cursor.lastrowid)
+        return int(driver.fetch_one(connection, cursor)[0])

@@ -25,6 +25,7 @@ from uuid import UUID
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
+from episodes import driver
 from episodes.application import Episodes
 from episodes.episode import Episode
 from episodes.program import Program
@@ -54,6 +55,7 @@ class Projector:
         # or loses the heap-only update (PostgreSQL), even when the value is the same.
         self._rows: OrderedDict[UUID, dict[str, Any]] = OrderedDict()
         self._statements = _Statements()
+        self._prepared = _Prepared(self.engine)
 
     # ---------------------------------------------------------------- set-up
 
@@ -110,9 +112,9 @@ class Projector:
         """
         self.remember([aggregate])
         first, last = appended[0].notification_id, appended[-1].notification_id
-        moved = connection.execute(
-            self._statements.advance_from, {"expected": first - 1, "new_position": last}
-        ).rowcount
+        moved = driver.rowcount(connection, driver.execute(
+            connection, self._prepared.advance_from, {"expected": first - 1, "new_position": last}
+        ))
         if moved == 1:
             self._apply_events(connection, [(a.notification_id, a.event) for a in appended])
         else:
@@ -199,7 +201,7 @@ class Projector:
         for episode_id, events in touched.items():
             self._write_episode(connection, latest[episode_id], events)
         if audit_rows:
-            connection.execute(self._statements.inserts["audit"], audit_rows)
+            self._prepared.insert(connection, "audit", audit_rows)
 
     # ---------------------------------------------------------------- episodes
 
@@ -227,17 +229,17 @@ class Projector:
     def _write_episode(self, connection: Any, episode: Episode, events: list[Any]) -> None:
         recorded_at = events[-1].timestamp
         row = derive.episode_row(episode, recorded_at)
-        statements = self._statements
+        statements, prepared = self._statements, self._prepared
         previous = self._rows.pop(episode.id, None)
         if any(e.originator_version == 1 for e in events):
-            connection.execute(statements.inserts["episodes"], [row])
+            prepared.insert(connection, "episodes", [row])
         elif previous is not None and previous["version"] == events[0].originator_version - 1:
             # The stored row is the one written here last (events are applied in order, by
             # one projector at a time): set what changed (version and recorded_at always do).
             changed = {name: value for name, value in row.items() if previous[name] != value}
-            connection.execute(statements.update_episode, {**changed, "key": episode.id})
+            prepared.update_episode(connection, episode.id, changed)
         else:
-            connection.execute(statements.update_episode, {**row, "key": episode.id})
+            prepared.update_episode(connection, episode.id, row)
         self._rows[episode.id] = row
         while len(self._rows) > self._cache_size:
             self._rows.popitem(last=False)
@@ -250,27 +252,20 @@ class Projector:
             new_facts = [e for e in events if e.originator_version in episode.facts]
         for name, rows in derive.fact_rows(episode.id, new_facts).items():
             if rows:
-                connection.execute(statements.inserts[name], rows)
+                prepared.insert(connection, name, rows)
 
     def _write_periods(self, connection: Connection, episode: Episode, recorded_at: Any) -> None:
         """Close the periods the record no longer holds; open the ones it now holds."""
-        p = tables.periods
-        current = connection.execute(
-            select(p.c.id, p.c.status, p.c.level_code, p.c.tapering, p.c.program_code, p.c.clinic,
-                   p.c.valid_from, p.c.valid_to)
-            .where(p.c.episode_id == episode.id, p.c.recorded_to.is_(None))
-        ).all()
+        current = connection.execute(self._statements.open_periods, {"key": episode.id}).all()
         held = {tuple(r[1:]): r[0] for r in current}
         wanted = derive.periods(episode)
-        stale = [row_id for key, row_id in held.items() if key not in wanted]
+        stale = [{"row_id": row_id, "recorded_to": recorded_at} for key, row_id in held.items() if key not in wanted]
         if stale:
-            connection.execute(update(p).where(p.c.id.in_(stale)).values(recorded_to=recorded_at))
+            self._prepared.close_periods(connection, stale)
         new = [key for key in wanted if key not in held]
         if new:
-            connection.execute(insert(p), [
-                dict(zip(("status", "level_code", "tapering", "program_code", "clinic",
-                          "valid_from", "valid_to"), key),
-                     episode_id=episode.id, recorded_from=recorded_at)
+            self._prepared.insert(connection, "periods", [
+                {**dict(zip(PERIOD_KEY, key)), "episode_id": episode.id, "recorded_from": recorded_at}
                 for key in new
             ])
 
@@ -279,6 +274,9 @@ class Projector:
         row = derive.program_row(program)
         connection.execute(delete(tables.programs).where(tables.programs.c.code == row["code"]))
         connection.execute(insert(tables.programs), [row])
+
+
+PERIOD_KEY = ("status", "level_code", "tapering", "program_code", "clinic", "valid_from", "valid_to")
 
 
 class _Statements:
@@ -291,20 +289,49 @@ class _Statements:
         self.rebuilding = select(t.c.position).where(t.c.projection == REBUILDING)
         self.lock_position = update(t).where(this_projection).values(position=t.c.position)
         self.set_position = update(t).where(this_projection).values(position=bindparam("new_position"))
-        self.advance_from = (
-            update(t).where(this_projection, t.c.position == bindparam("expected"))
-            .values(position=bindparam("new_position"))
+        p = tables.periods
+        self.open_periods = select(p.c.id, *(p.c[name] for name in PERIOD_KEY)).where(
+            p.c.episode_id == bindparam("key"), p.c.recorded_to.is_(None)
         )
-        self.inserts = {
-            name: insert(getattr(tables, name))
-            for name in ("episodes", "sessions", "outcomes", "authorizations", "audit")
-        }
-        # The SET clause comes from the parameters: every column of derive.episode_row.
-        self.update_episode = update(tables.episodes).where(tables.episodes.c.episode_id == bindparam("key"))
         self.delete_facts = {
             name: delete(getattr(tables, name)).where(getattr(tables, name).c.episode_id == bindparam("key"))
             for name in ("sessions", "outcomes", "authorizations")
         }
+
+
+class _Prepared:
+    """The statements every command's inline projection sends, through the driver
+    (episodes/driver.py): compiled once per set of columns."""
+
+    def __init__(self, engine: Any) -> None:
+        t = tables.tracking
+        self._statements = driver.Statements(engine)
+        self.advance_from = self._statements.get("advance_from", lambda: (
+            update(t).where(t.c.projection == PROJECTION_NAME, t.c.position == bindparam("expected"))
+            .values(position=bindparam("new_position"))
+        ))
+
+    def insert(self, connection: Connection, table: str, rows: Sequence[dict[str, Any]]) -> None:
+        keys = tuple(rows[0])
+        prepared = self._statements.get((table, keys), lambda: insert(getattr(tables, table)), keys)
+        if len(rows) == 1:
+            driver.execute(connection, prepared, rows[0])
+        else:
+            driver.execute_many(connection, prepared, rows)
+
+    def close_periods(self, connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        p = tables.periods
+        prepared = self._statements.get("close_periods", lambda: (
+            update(p).where(p.c.id == bindparam("row_id")).values(recorded_to=bindparam("recorded_to"))
+        ))
+        driver.execute_many(connection, prepared, rows)
+
+    def update_episode(self, connection: Connection, episode_id: UUID, values: dict[str, Any]) -> None:
+        keys = tuple(values)
+        prepared = self._statements.get(("update_episode", keys), lambda: (
+            update(tables.episodes).where(tables.episodes.c.episode_id == bindparam("key"))
+        ), keys)
+        driver.execute(connection, prepared, {**values, "key": episode_id})
 
 
 def _position(connection: Any) -> int:

@@ -13,9 +13,9 @@ from datetime import date
 import pytest
 
 from episodes import Episodes
-from episodes.errors import RuleViolation
+from episodes.errors import InvalidCommand, RuleViolation
 from episodes.verification import verify
-from tests.pathways import admitted_episode, attend
+from tests.pathways import admit, admitted_episode, attend, complete_intake, refer
 
 
 def discharge(app: Episodes, episode, actor, on: date) -> None:
@@ -85,3 +85,28 @@ def test_the_episode_row_is_rewritten_whole_after_another_process_projected(data
     finally:
         mine.close()
         theirs.close()
+
+
+def test_an_admission_reads_the_program_as_revised_by_another_process(
+    any_app, other_app, clinician, admin_actor
+):
+    first = admitted_episode(any_app, clinician, date(2026, 3, 2))  # any_app now keeps the program
+    assert any_app.get(first).state.clinic == "north"
+    other_app.revise_program(admin_actor, code="iop-adult", name="Adult IOP", target_weeks=12,
+                             days_per_week=4, clinics=["south"])
+    second = refer(any_app, clinician, date(2026, 3, 3))
+    complete_intake(any_app, second, clinician, date(2026, 3, 4))
+    # Check the kept definition is not trusted: the north clinic no longer runs the program.
+    with pytest.raises(InvalidCommand, match="runs at south"):
+        admit(any_app, second, clinician, date(2026, 3, 5))
+    admit(any_app, second, clinician, date(2026, 3, 5), clinic="south")
+    admission = next(e for e in any_app.history(second) if type(e).__name__ == "Admitted")
+    assert admission.planned_days_per_week == 4  # the revised program's default
+
+
+def test_an_admission_to_an_unknown_program_names_the_field(any_app, clinician):
+    episode = refer(any_app, clinician, date(2026, 3, 3))
+    complete_intake(any_app, episode, clinician, date(2026, 3, 4))
+    with pytest.raises(InvalidCommand) as refused:
+        admit(any_app, episode, clinician, date(2026, 3, 5), program_code="iop-missing")
+    assert "program_code" in refused.value.errors

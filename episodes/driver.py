@@ -1,0 +1,175 @@
+"""The command path's hot statements, sent through the database driver itself.
+
+Why (docs/performance.md, "Changes"): a command sends eight or nine small statements, and
+SQLAlchemy's execution of a Core statement (cache lookup, parameter processing, result set-up)
+costs several times what SQLite itself spends on one of them; on PostgreSQL each statement is
+also a round trip.  So the few statements every command sends are:
+
+* written with SQLAlchemy Core against the one schema (``projections.tables``, the store's
+  tables), compiled **once** for the engine's dialect, their values passed through the column
+  types' bind processors exactly as SQLAlchemy would, and executed on the DB-API cursor;
+* on PostgreSQL, sent in psycopg's **pipeline mode**: statements whose results are not needed
+  yet are queued and go with the next one whose result is, or with the COMMIT.  A command then
+  waits on four round trips instead of eleven.
+
+Everything else still goes through SQLAlchemy on the same connection: :func:`enable` makes
+any SQLAlchemy statement leave the pipeline first (psycopg returns no result description for
+a statement queued in a pipeline, which SQLAlchemy could not read).
+
+Errors raised by the driver come out as SQLAlchemy's exceptions (``IntegrityError`` for a
+duplicate), so callers handle one family whatever path a statement took.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from types import MappingProxyType
+from typing import Any
+
+from sqlalchemy import Connection, event, exc
+from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.sql import ClauseElement
+
+# The open psycopg pipeline (its context manager, and the pipeline), in the DB-API connection's info.
+_PIPELINE = "care_episodes.pipeline"
+
+
+_NONE: Mapping[str, Any] = MappingProxyType({})
+
+
+class Prepared:
+    """A Core statement compiled once for a dialect, run on the driver's cursor."""
+
+    def __init__(self, statement: ClauseElement, dialect: Dialect, keys: Sequence[str] | None = None):
+        compiled = statement.compile(dialect=dialect, column_keys=list(keys) if keys is not None else None)
+        self.sql = str(compiled)
+        # Values the statement carries itself (a WHERE clause's literal), by bind name, and the
+        # columns' own defaults for values not given (SQLAlchemy applies these at execution).
+        self._defaults = compiled.construct_params(_check=False)
+        prefetch = [(c, c.default) for c in compiled.insert_prefetch]
+        prefetch += [(c, c.onupdate) for c in compiled.update_prefetch]
+        for column, default in prefetch:
+            if not default.is_scalar:
+                raise ValueError(f"{column}: only constant column defaults can be prepared")
+            self._defaults[column.key] = default.arg
+        self._processors = dict(compiled._bind_processors)  # bind name -> the type's converter
+        self._order = tuple(compiled.positiontup or ()) if dialect.positional else None
+
+    def parameters(self, values: Mapping[str, Any]) -> Any:
+        merged = {**self._defaults, **values} if self._defaults else values
+        processors = self._processors
+        if self._order is not None:
+            return tuple(
+                processors[name](merged[name]) if name in processors else merged[name] for name in self._order
+            )
+        if processors:
+            return {name: processors[name](value) if name in processors else value for name, value in merged.items()}
+        return merged
+
+
+class Statements:
+    """Prepared statements for one engine, built on first use (an UPDATE whose SET clause
+    depends on the values given is compiled once per set of columns)."""
+
+    def __init__(self, engine: Engine):
+        self.dialect = engine.dialect
+        self.postgresql = engine.dialect.name == "postgresql"
+        self._prepared: dict[Any, Prepared] = {}
+
+    def get(self, key: Any, build: Any, keys: Sequence[str] | None = None) -> Prepared:
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            prepared = self._prepared[key] = Prepared(build(), self.dialect, keys)
+        return prepared
+
+
+def enable(engine: Engine) -> None:
+    """Make every SQLAlchemy statement on ``engine`` leave an open pipeline first, and every
+    commit or rollback end it: however a transaction ends (an ORM session's commit included),
+    its connection goes back to the pool out of pipeline mode."""
+    if engine.dialect.name != "postgresql" or event.contains(engine, "before_cursor_execute", _leave):
+        return
+    event.listen(engine, "before_cursor_execute", _leave)
+    event.listen(engine, "commit", _leave)
+    event.listen(engine, "rollback", _leave_quietly)
+
+
+def _leave(connection: Connection, *_: Any) -> None:
+    leave_pipeline(connection)
+
+
+def _leave_quietly(connection: Connection) -> None:
+    leave_pipeline(connection, quietly=True)
+
+
+def _dbapi(connection: Connection) -> Any:
+    return connection.connection.driver_connection
+
+
+@contextmanager
+def _translated(connection: Connection, statement: str | None = None) -> Iterator[None]:
+    """The driver's errors as SQLAlchemy's (``sqlalchemy.exc.IntegrityError`` and the rest)."""
+    dbapi = connection.dialect.loaded_dbapi
+    try:
+        yield
+    except dbapi.Error as error:
+        raise exc.DBAPIError.instance(statement, None, error, dbapi.Error) from error
+
+
+def cursor(connection: Connection) -> Any:
+    """A cursor on the connection's driver connection; on PostgreSQL inside a pipeline, so the
+    statements executed on it are queued until a result is fetched or the pipeline is left."""
+    driver = _dbapi(connection)
+    if connection.dialect.name == "postgresql":
+        info = connection.connection.info
+        if _PIPELINE not in info:
+            context = driver.pipeline()
+            info[_PIPELINE] = (context, context.__enter__())
+    return driver.cursor()
+
+
+def execute(connection: Connection, prepared: Prepared, values: Mapping[str, Any] = _NONE) -> Any:
+    """Execute (on PostgreSQL: queue) one statement; the cursor holds its result."""
+    cur = cursor(connection)
+    with _translated(connection, prepared.sql):
+        cur.execute(prepared.sql, prepared.parameters(values))
+    return cur
+
+
+def execute_many(connection: Connection, prepared: Prepared, rows: Sequence[Mapping[str, Any]]) -> None:
+    cur = cursor(connection)
+    with _translated(connection, prepared.sql):
+        cur.executemany(prepared.sql, [prepared.parameters(row) for row in rows])
+
+
+def fetch_one(connection: Connection, cur: Any) -> Any:
+    """The first row of a cursor's result (on PostgreSQL: everything queued is sent first)."""
+    with _translated(connection):
+        return cur.fetchone()
+
+
+def rowcount(connection: Connection, cur: Any) -> int:
+    """Rows a statement changed (on PostgreSQL: everything queued is sent first)."""
+    if connection.dialect.name == "postgresql":
+        with _translated(connection):
+            entered = connection.connection.info.get(_PIPELINE)
+            if entered is not None:
+                entered[1].sync()
+    return int(cur.rowcount)
+
+
+def leave_pipeline(connection: Connection, *, quietly: bool = False) -> None:
+    """Send what is queued, wait for it, and leave pipeline mode (a no-op outside one).
+    ``quietly``: the transaction is being rolled back, so the queued statements' own errors
+    are not raised over whatever failed first."""
+    info = connection.connection.info if not connection.closed else {}
+    entered = info.pop(_PIPELINE, None)
+    if entered is None:
+        return
+    try:
+        with _translated(connection):
+            entered[0].__exit__(None, None, None)
+    except exc.DBAPIError:
+        if not quietly:
+            raise

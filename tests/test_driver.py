@@ -1,0 +1,80 @@
+"""The command path's statements sent through the driver (episodes/driver.py).
+
+They bypass SQLAlchemy's execution, so these tests hold them to what SQLAlchemy would have
+done: the same values stored, the same exceptions raised, and (PostgreSQL) no connection
+handed back to the pool still in pipeline mode, whether the transaction committed or failed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from uuid import uuid4
+
+import pytest
+import sqlalchemy.exc
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Uuid, create_engine, insert, select
+
+from episodes import driver
+
+metadata = MetaData()
+things = Table(
+    "driver_things", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("label", String(20)),
+    Column("count", Integer, nullable=False, default=0),
+)
+
+
+@pytest.fixture
+def engine(database_url):
+    engine = create_engine(database_url)
+    driver.enable(engine)
+    metadata.drop_all(engine)
+    metadata.create_all(engine)
+    yield engine
+    metadata.drop_all(engine)
+    engine.dispose()
+
+
+def test_values_are_stored_as_sqlalchemy_stores_them(engine):
+    prepared = driver.Prepared(insert(things), engine.dialect, ["id", "at", "label", "count"])
+    row = {"id": uuid4(), "at": datetime(2026, 3, 2, 9, 30, tzinfo=timezone.utc), "label": "é", "count": 3}
+    with engine.connect() as connection:
+        connection.begin()
+        driver.execute(connection, prepared, row)
+        driver.execute_many(connection, prepared, [{**row, "id": uuid4(), "count": n} for n in (4, 5)])
+        connection.commit()
+    with engine.connect() as connection:
+        stored = connection.execute(select(things).where(things.c.id == row["id"])).one()
+        counts = sorted(connection.execute(select(things.c.count)).scalars())
+    assert stored.id == row["id"] and stored.label == "é" and stored.count == 3
+    assert stored.at.replace(tzinfo=timezone.utc) == row["at"]  # SQLite keeps no zone
+    assert counts == [3, 4, 5]
+
+
+def test_a_duplicate_raises_sqlalchemys_integrity_error_and_writes_nothing(engine):
+    prepared = driver.Prepared(insert(things), engine.dialect, ["id", "at"])
+    row = {"id": uuid4(), "at": datetime(2026, 3, 2, tzinfo=timezone.utc)}
+    with pytest.raises(sqlalchemy.exc.IntegrityError), engine.connect() as connection:
+        connection.begin()
+        driver.execute(connection, prepared, row)
+        driver.execute(connection, prepared, row)
+        driver.leave_pipeline(connection)  # PostgreSQL: the error arrives with the results
+        connection.commit()
+    with engine.connect() as connection:
+        assert connection.execute(select(things)).all() == []
+        assert not any(key.startswith("care_episodes.") for key in connection.connection.info)
+
+
+def test_sqlalchemy_statements_between_queued_ones_see_them(engine):
+    prepared = driver.Prepared(insert(things), engine.dialect, ["id", "at"])
+    with engine.connect() as connection:
+        connection.begin()
+        driver.execute(connection, prepared, {"id": uuid4(), "at": datetime.now(timezone.utc)})
+        # A SQLAlchemy read sends what is queued first, and reads its result normally.
+        assert len(connection.execute(select(things)).all()) == 1
+        driver.execute(connection, prepared, {"id": uuid4(), "at": datetime.now(timezone.utc)})
+        connection.rollback()  # the queued insert is dropped with the transaction
+    with engine.connect() as connection:
+        assert connection.execute(select(things)).all() == []
