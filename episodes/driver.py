@@ -54,15 +54,17 @@ class Prepared:
                 raise ValueError(f"{column}: only constant column defaults can be prepared")
             self._defaults[column.key] = default.arg
         self._processors = dict(compiled._bind_processors)  # bind name -> the type's converter
-        self._order = tuple(compiled.positiontup or ()) if dialect.positional else None
+        # Positional drivers (sqlite3): each bind's name and converter, in the statement's order.
+        self._order = (
+            tuple((name, self._processors.get(name)) for name in compiled.positiontup or ())
+            if dialect.positional else None
+        )
 
     def parameters(self, values: Mapping[str, Any]) -> Any:
         merged = {**self._defaults, **values} if self._defaults else values
-        processors = self._processors
         if self._order is not None:
-            return tuple(
-                processors[name](merged[name]) if name in processors else merged[name] for name in self._order
-            )
+            return tuple([merged[name] if convert is None else convert(merged[name]) for name, convert in self._order])
+        processors = self._processors
         if processors:
             return {name: processors[name](value) if name in processors else value for name, value in merged.items()}
         return merged
@@ -147,16 +149,6 @@ def fetch_one(connection: Connection, cur: Any) -> Any:
     """The first row of a cursor's result (on PostgreSQL: everything queued is sent first)."""
     with _translated(connection):
         return cur.fetchone()
-
-
-def rowcount(connection: Connection, cur: Any) -> int:
-    """Rows a statement changed (on PostgreSQL: everything queued is sent first)."""
-    if connection.dialect.name == "postgresql":
-        with _translated(connection):
-            entered = connection.connection.info.get(_PIPELINE)
-            if entered is not None:
-                entered[1].sync()
-    return int(cur.rowcount)
 
 
 def leave_pipeline(connection: Connection, *, quietly: bool = False) -> None:

@@ -175,6 +175,11 @@ class StreamWriter:
         """Insert the new events of one stream and move its head (an upsert), in the
         caller's transaction.  A concurrent append at the same version fails on the store's
         unique (stream, version) index: the caller's transaction rolls back, nothing is lost."""
+        return self.queue_append(connection, events).appended()
+
+    def queue_append(self, connection: Connection, events: Sequence[Any]) -> QueuedAppend:
+        """:meth:`append`, with the answer (the events' positions) read only when asked for:
+        on PostgreSQL, statements the caller queues meanwhile go in the same round trip."""
         if not self._sqlite:
             driver.execute(connection, self._lock_table)
         inserted = []
@@ -187,16 +192,24 @@ class StreamWriter:
                 "state": stored.state,
             })
             inserted.append((cursor, event, digest))
-        appended = [Appended(self._inserted_id(connection, cursor), event, digest)
-                    for cursor, event, digest in inserted]
-        newest = appended[-1]
+        _, newest, digest = inserted[-1]
         driver.execute(connection, self._move_head, {
-            "stream_id": newest.event.originator_id, "version": newest.event.originator_version,
-            "digest": newest.digest,
+            "stream_id": newest.originator_id, "version": newest.originator_version, "digest": digest,
         })
-        return appended
+        return QueuedAppend(connection, inserted, self._sqlite)
 
-    def _inserted_id(self, connection: Connection, cursor: Any) -> int:
+
+class QueuedAppend:
+    """Events inserted (on PostgreSQL perhaps not yet sent); :meth:`appended` reads their
+    positions in the log."""
+
+    def __init__(self, connection: Connection, inserted: list[tuple[Any, Any, str]], sqlite: bool):
+        self._connection, self._inserted, self._sqlite = connection, inserted, sqlite
+
+    def appended(self) -> list[Appended]:
+        return [Appended(self._position(cursor), event, digest) for cursor, event, digest in self._inserted]
+
+    def _position(self, cursor: Any) -> int:
         if self._sqlite:
             return int(cursor.lastrowid)
-        return int(driver.fetch_one(connection, cursor)[0])
+        return int(driver.fetch_one(self._connection, cursor)[0])

@@ -35,8 +35,11 @@ class ProjectedEpisodes(Episodes):
             self.projector.apply_pending(session.connection())
         return recordings
 
-    def _project_inline(self, connection: Any, appended: list[Appended], aggregate: Any) -> None:
-        self.projector.project_own(connection, appended, aggregate)
+    def _queue_inline(self, connection: Any) -> Any:
+        return self.projector.queue_position(connection)
+
+    def _project_inline(self, connection: Any, appended: list[Appended], aggregate: Any, queued: Any) -> None:
+        self.projector.project_own(connection, appended, aggregate, queued)
 
     def _discard(self, episode_id: UUID) -> None:
         super()._discard(episode_id)

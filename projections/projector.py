@@ -102,20 +102,26 @@ class Projector:
 
     # ---------------------------------------------------------------- processing
 
-    def project_own(self, connection: Connection, appended: Sequence[Any], aggregate: Any) -> None:
-        """Inside a command's transaction: project the events it has just appended.
+    def queue_position(self, connection: Connection) -> Any:
+        """Inside a command's transaction, after its events are queued: lock the position and
+        read it (on PostgreSQL in the same round trip as the append; the events table is
+        already locked, so the lock order is the same as a catch-up's)."""
+        return driver.execute(connection, self._prepared.lock_and_read_position)
+
+    def project_own(self, connection: Connection, appended: Sequence[Any], aggregate: Any, position: Any) -> None:
+        """Inside a command's transaction: project the events it has just appended
+        (``position``: what :meth:`queue_position` queued).
 
         When the read models are current up to the event before them (the usual case), they
-        are applied as they are, already decoded and folded, and the position moves in one
-        conditional UPDATE.  Otherwise (another writer's events are pending, or the log has a
-        gap left by a rolled-back transaction) everything after the position is applied.
+        are applied as they are, already decoded and folded, and the position moves to the
+        last of them.  Otherwise (another writer's events are pending, the log has a gap left
+        by a rolled-back transaction, or a rebuild is under way) everything after the
+        position is applied, or left to the rebuild.
         """
         self.remember([aggregate])
         first, last = appended[0].notification_id, appended[-1].notification_id
-        moved = driver.rowcount(connection, driver.execute(
-            connection, self._prepared.advance_from, {"expected": first - 1, "new_position": last}
-        ))
-        if moved == 1:
+        if driver.fetch_one(connection, position)[0] == first - 1:
+            driver.execute(connection, self._prepared.set_position, {"new_position": last})
             self._apply_events(connection, [(a.notification_id, a.event) for a in appended])
         else:
             self.apply_pending(connection)
@@ -306,9 +312,13 @@ class _Prepared:
     def __init__(self, engine: Any) -> None:
         t = tables.tracking
         self._statements = driver.Statements(engine)
-        self.advance_from = self._statements.get("advance_from", lambda: (
-            update(t).where(t.c.projection == PROJECTION_NAME, t.c.position == bindparam("expected"))
-            .values(position=bindparam("new_position"))
+        this_projection = t.c.projection == PROJECTION_NAME
+        lock_and_read = select(t.c.position).where(this_projection)
+        if engine.dialect.name != "sqlite":  # SQLite: the transaction holds the write lock already
+            lock_and_read = lock_and_read.with_for_update()
+        self.lock_and_read_position = self._statements.get("lock_and_read_position", lambda: lock_and_read)
+        self.set_position = self._statements.get("set_position", lambda: (
+            update(t).where(this_projection).values(position=bindparam("new_position"))
         ))
 
     def insert(self, connection: Connection, table: str, rows: Sequence[dict[str, Any]]) -> None:
