@@ -30,7 +30,7 @@ from sqlalchemy import event
 from benchmarks import workload
 from benchmarks.backends import PostgresBackend, SQLiteBackend
 from benchmarks.rebuild import rebuild
-from episodes import Actor, ActorRole, Episodes, application, integrity, storage
+from episodes import Actor, ActorRole, Episodes, application, driver, integrity
 from episodes.episode import Episode
 from projections import ProjectedEpisodes, ReadModels, derive
 from projections.projector import Projector
@@ -43,18 +43,19 @@ def _parts() -> tuple[list[tuple[int, str, Callable[..., Any]]], list[tuple[str,
     work counted wherever it is called from: (label, function)."""
     from sqlalchemy.engine import Connection
 
-    from episodes.writer import StreamWriter
+    from episodes.writer import QueuedAppend, StreamWriter
 
     path = [
         (0, "the whole command (Episodes.execute)", Episodes.execute),
         (1, "validate the input (marshmallow schema)", application._load),
-        (1, "lock the stream (PostgreSQL advisory lock)", storage.lock_stream),
+        (1, "lock the stream (PostgreSQL advisory lock)", StreamWriter.lock_stream),
         (1, "the episode: kept copy checked against its head, else replayed", Episodes._current_episode),
         (2, "SELECT the stream's head", StreamWriter.head),
         (2, "replay the stream (only when the kept copy is stale)", StreamWriter.stream),
         (1, "decide (Episode.record)", Episode.record),
-        (1, "append the event and its head", StreamWriter.append),
+        (1, "queue the event and its head", StreamWriter.queue_append),
         (2, "encode once: JSON, digest, cipher", integrity.encode),
+        (1, "the events' positions (PostgreSQL: the round trip)", QueuedAppend.appended),
         (1, "inline read models (Projector.project_own)", Projector.project_own),
         (2, "catch up others' events first (only when behind)", Projector.apply_pending),
         (2, "fold the episode (cache, else replay)", Projector._fold),
@@ -77,11 +78,23 @@ def _key(function: Callable[..., Any]) -> tuple[str, int, str]:
 
 
 class StatementCounter:
-    """SQL statements sent to the database, by their verb and table."""
+    """SQL statements sent to the database, by their verb and table: those SQLAlchemy sends
+    and those the command path sends through the driver (episodes/driver.py)."""
 
     def __init__(self, engine: Any):
         self.counts: Counter[str] = Counter()
         event.listen(engine, "before_cursor_execute", self._seen)
+        execute, execute_many = driver.execute, driver.execute_many
+
+        def counted_execute(connection: Any, prepared: Any, *args: Any) -> Any:
+            self._seen(connection, None, prepared.sql)
+            return execute(connection, prepared, *args)
+
+        def counted_execute_many(connection: Any, prepared: Any, rows: Any) -> None:
+            self._seen(connection, None, prepared.sql)
+            execute_many(connection, prepared, rows)
+
+        driver.execute, driver.execute_many = counted_execute, counted_execute_many  # type: ignore[assignment]
 
     def _seen(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         words = statement.split()
