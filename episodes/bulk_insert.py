@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, insert, select, text
+from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from episodes import bulk_rows, integrity, storage
@@ -44,12 +44,8 @@ class BulkInserter:
         self.insert_heads = insert(integrity.heads)
         self.select_first = select(self.events.c.originator_id).where(
             self.events.c.originator_version == 1)
-        if self.dialect.name == "postgresql":
-            # As eventsourcing-sqlalchemy: notification ids are committed in their order.
-            self.lock_statement = text(f"LOCK TABLE {storage.EVENTS_TABLE} IN EXCLUSIVE MODE")
-        else:
-            # SQLite: take the write lock now, before the caller re-checks which streams exist.
-            self.lock_statement = text(f"UPDATE {storage.EVENTS_TABLE} SET id = id WHERE 1 = 0")
+        # SQLite: the write lock is taken now, before the caller re-checks which streams exist.
+        self.lock_statement = storage.events_write_lock(self.dialect.name)
         self.rows = bulk_rows.BulkInserter(self.events)
 
     def lock(self, connection: Connection) -> None:

@@ -11,7 +11,7 @@ import os
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import event, text
+from sqlalchemy import TextClause, event, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
@@ -70,6 +70,17 @@ def tune_engine(engine: Engine) -> None:
 
 _ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 _SQLITE_WRITE_LOCK = text(f"UPDATE {EVENTS_TABLE} SET id = id WHERE 1 = 0")
+_EVENTS_TABLE_LOCK = text(f"LOCK TABLE {EVENTS_TABLE} IN EXCLUSIVE MODE")
+
+
+def events_write_lock(dialect: str) -> TextClause:
+    """The statement that makes a transaction the only appender to the event log until it ends.
+
+    PostgreSQL: the events table in EXCLUSIVE mode, as eventsourcing-sqlalchemy locks it, so
+    notification ids are committed in their order and a polling reader never skips an id that
+    commits late.  SQLite: a no-op UPDATE, which takes the database's one write lock now.
+    """
+    return _EVENTS_TABLE_LOCK if dialect == "postgresql" else _SQLITE_WRITE_LOCK
 
 
 def lock_stream(session: Session | Connection, stream_id: UUID) -> None:

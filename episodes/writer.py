@@ -94,7 +94,7 @@ class StreamWriter:
         )
         self._begin_immediate = driver.Prepared(text("BEGIN IMMEDIATE"), prepare)
         self._commit = driver.Prepared(text("COMMIT"), prepare)
-        self._lock_table = driver.Prepared(text(f"LOCK TABLE {storage.EVENTS_TABLE} IN EXCLUSIVE MODE"), prepare)
+        self._lock_table = driver.Prepared(storage.events_write_lock(dialect), prepare)
         self._advisory_lock = driver.Prepared(text("SELECT pg_advisory_xact_lock(:key)"), prepare)
         driver.enable(self.engine)
 
