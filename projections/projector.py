@@ -54,6 +54,9 @@ class Projector:
         # that changed: an UPDATE that names an indexed column maintains that index (SQLite)
         # or loses the heap-only update (PostgreSQL), even when the value is the same.
         self._rows: OrderedDict[UUID, dict[str, Any]] = OrderedDict()
+        # Each episode's session and authorization counts at a version, so the next event adds
+        # to them instead of recounting the episode (see derive.Tally).
+        self._tallies: OrderedDict[UUID, tuple[int, derive.Tally]] = OrderedDict()
         self._statements = _Statements()
         self._prepared = _Prepared(self.engine)
 
@@ -171,6 +174,7 @@ class Projector:
         """Drop every cached episode and row (after a failed transaction)."""
         self._cache.clear()
         self._rows.clear()
+        self._tallies.clear()
 
     def apply(self, connection: Connection, notifications: Sequence[Any], position: int) -> None:
         """Apply a batch of notifications that follows ``position``; then move the position."""
@@ -234,7 +238,7 @@ class Projector:
 
     def _write_episode(self, connection: Any, episode: Episode, events: list[Any]) -> None:
         recorded_at = events[-1].timestamp
-        row = derive.episode_row(episode, recorded_at)
+        row = derive.episode_row(episode, recorded_at, self._tally(episode, events))
         statements, prepared = self._statements, self._prepared
         previous = self._rows.pop(episode.id, None)
         if any(e.originator_version == 1 for e in events):
@@ -259,6 +263,27 @@ class Projector:
         for name, rows in derive.fact_rows(episode.id, new_facts).items():
             if rows:
                 prepared.insert(connection, name, rows)
+
+    def _tally(self, episode: Episode, events: list[Any]) -> derive.Tally:
+        """The episode's counts at its version: the kept ones plus these events' facts when
+        they follow on (no correction, no session dated before one counted), else a recount."""
+        kept = self._tallies.pop(episode.id, None)
+        tally: derive.Tally | None = None
+        if kept is not None and kept[0] == events[0].originator_version - 1:
+            tally = kept[1]
+            for event in events:
+                if derive.is_correction(event):
+                    tally = None
+                    break
+                fact = episode.facts.get(event.originator_version)
+                if fact is not None and (tally := tally.then(fact)) is None:
+                    break
+        if tally is None:
+            tally = derive.Tally.of(episode.facts.values())
+        self._tallies[episode.id] = (episode.version, tally)
+        while len(self._tallies) > self._cache_size:
+            self._tallies.popitem(last=False)
+        return tally
 
     def _write_periods(self, connection: Connection, episode: Episode, recorded_at: Any) -> None:
         """Close the periods the record no longer holds; open the ones it now holds."""
