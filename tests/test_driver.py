@@ -12,7 +12,18 @@ from uuid import uuid4
 
 import pytest
 import sqlalchemy.exc
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Uuid, create_engine, insert, select
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Uuid,
+    create_engine,
+    insert,
+    select,
+)
 
 from episodes import driver
 

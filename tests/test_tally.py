@@ -11,10 +11,9 @@ from datetime import UTC, date, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from episodes import Actor, ActorRole, FixedClock
 from sqlalchemy import select
 
+from episodes import Actor, ActorRole, FixedClock
 from projections import ProjectedEpisodes, derive, tables
 from tests.pathways import admitted_on
 
