@@ -22,6 +22,7 @@ from episodes import storage
 from episodes.access import AccessLog
 from episodes.clock import SystemClock
 from projections import ProjectedEpisodes, ReadModels
+from projections.decoding import fast_mapper
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     episodes.projector.catch_up()  # events written without the panel (imports, the demo)
     app.extensions["care_episodes"] = Services(
         episodes=episodes, reads=ReadModels(episodes), users=UserStore(engine, clock),
-        access=AccessLog(engine, clock),
+        access=AccessLog(engine, clock), history_mapper=fast_mapper(episodes.mapper),
     )
 
     CSRFProtect(app)

@@ -1,4 +1,4 @@
-"""An episode's history as the episode page shows it: one entry per event, then its table rows.
+"""An episode's history as the episode page shows it: a table row per event.
 
 The rows are written here rather than by a Jinja macro: a 500-event history is some 10,000
 values, and a macro call per row with an escape per value made up a third of the page's time.
@@ -9,8 +9,9 @@ dates are formatted, not escaped, as they cannot hold markup.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from enum import Enum
 from functools import lru_cache
 from typing import Any
@@ -19,6 +20,7 @@ from markupsafe import Markup, escape
 
 HIDDEN = {"originator_id", "originator_version", "originator_topic", "timestamp", "envelope",
           "effective_date", "target_version", "changes"}
+NOT_SHOWN = (None, (), {})  # fields without a value
 EVENT_WORDS = {"SessionCancelledByProgram": "Session cancelled by the program",
                "EventVoided": "Correction: event voided",
                "EventAmended": "Correction: event amended",
@@ -26,52 +28,41 @@ EVENT_WORDS = {"SessionCancelledByProgram": "Session cancelled by the program",
 
 
 @dataclass
-class Entry:
-    """One event of the history as the page shows it."""
+class Corrections:
+    """What the corrections among a history's events say, by version."""
 
-    version: int
-    recorded_at: datetime
-    effective_date: date
-    event_type: str
-    words: str
-    actor_id: str
-    actor_role: str
-    reason: str | None
-    fields: list[tuple[str, str]]
-    target_version: int | None = None  # a correction: the version it corrects
-    changes: list[tuple[str, str, str]] = field(default_factory=list)  # field, before, after
-    voided_by: int | None = None
-    amended_by: list[int] = field(default_factory=list)
+    voided_by: dict[int, int] = field(default_factory=dict)  # voided version -> the voiding one
+    amended_by: dict[int, list[int]] = field(default_factory=dict)  # amended -> its amendments
+    # An amendment's version -> what it changed: (field, before, after).
+    changes: dict[int, list[tuple[str, str, str]]] = field(default_factory=dict)
 
 
-def timeline(events: list) -> list[Entry]:
-    """Every event in recorded order; corrections point at their target, and the corrected
-    events say which later version voided or amended them."""
-    entries: dict[int, Entry] = {}
-    values: dict[int, dict[str, Any]] = {}  # each event's fields as amended so far
+def corrections(events: list) -> Corrections:
+    """Which events (in recorded order) later ones voided or amended, and what each amendment
+    changed from the fields as recorded or amended before it."""
+    found = Corrections()
+    seen: dict[int, Any] = {}
+    amended: dict[int, dict[str, Any]] = {}  # an amended event's fields, as amended so far
     for event in events:
+        target = seen.get(getattr(event, "target_version", None) or 0)
+        seen[event.originator_version] = event
+        if target is None:  # not a correction (or one of an event not among these)
+            continue
         name, version = type(event).__name__, event.originator_version
-        own = {k: v for k, v in vars(event).items() if k not in HIDDEN}
-        values[version] = {**own, "effective_date": event.effective_date}
-        entry = Entry(
-            version=version, recorded_at=event.timestamp, effective_date=event.effective_date,
-            event_type=name, words=_words(name),
-            actor_id=event.envelope.actor_id, actor_role=event.envelope.actor_role.value,
-            reason=event.envelope.reason,
-            fields=[(_label(k), in_words(v)) for k, v in own.items() if v not in (None, (), {})],
-            target_version=getattr(event, "target_version", None),
-        )
-        target = entries.get(entry.target_version or 0)
-        if name == "EventVoided" and target:
-            target.voided_by = version
-        elif name == "EventAmended" and target:
-            target.amended_by.append(version)
-            before = values[target.version]
-            entry.changes = [(_label(k), in_words(before.get(k)), in_words(v))
-                             for k, v in event.changes.items()]
+        corrected = target.originator_version
+        if name == "EventVoided":
+            found.voided_by[corrected] = version
+        elif name == "EventAmended":
+            found.amended_by.setdefault(corrected, []).append(version)
+            before = amended.get(corrected)
+            if before is None:  # its first amendment: the fields as recorded
+                before = amended[corrected] = {
+                    **{k: v for k, v in vars(target).items() if k not in HIDDEN},
+                    "effective_date": target.effective_date}
+            found.changes[version] = [(_label(k), in_words(before.get(k)), in_words(v))
+                                      for k, v in event.changes.items()]
             before.update(event.changes)
-        entries[version] = entry
-    return list(entries.values())
+    return found
 
 
 @lru_cache(maxsize=256)
@@ -92,20 +83,42 @@ def _escaped(text: str) -> str:
     return str(escape(text))
 
 
+@lru_cache(maxsize=8192)
+def _field(name: str, words: str) -> str:
+    """A field of an event, as its row shows it; most fields of a history repeat (kind, minutes,
+    format, topic), so each distinct one is written once."""
+    return (f'<span class="field"><span class="muted">{escape(_label(name))}:</span> '
+            f'{escape(words)}</span>')
+
+
 def in_words(value: Any) -> str:
     """A field value in words: codes for enums and levels, lists joined, dicts as pairs."""
-    if value is None:
-        return "—"
-    if isinstance(value, Enum):
-        return str(value.value)
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return ", ".join(f"{k}: {in_words(v)}" for k, v in value.items())
-    if isinstance(value, (tuple, list)):
-        return "; ".join(in_words(v) for v in value)
+    words = _WORDING.get(type(value))
+    if words is None:  # a type not seen yet: decided once (a history holds a few dozen)
+        words = _WORDING[type(value)] = _wording(type(value))
+    return words(value)
+
+
+def _wording(cls: type) -> Callable[[Any], str]:
+    """How :func:`in_words` words a value of ``cls``."""
+    if cls is type(None):
+        return lambda _: "—"
+    if issubclass(cls, Enum):
+        return lambda member: str(member.value)
+    if issubclass(cls, bool):
+        return lambda flag: "yes" if flag else "no"
+    if issubclass(cls, date):
+        return cls.isoformat
+    if issubclass(cls, dict):
+        return lambda pairs: ", ".join(f"{k}: {in_words(v)}" for k, v in pairs.items())
+    if issubclass(cls, (tuple, list)):
+        return lambda items: "; ".join(map(in_words, items))
+    if cls in (str, int, float):
+        return str
+    return _value_object_words
+
+
+def _value_object_words(value: Any) -> str:
     if hasattr(value, "code") and hasattr(value, "category"):  # a diagnosis
         return f"{value.code} {value.display or in_words(value.category)}".strip()
     if hasattr(value, "code") and hasattr(value, "edition"):  # a level of care
@@ -115,34 +128,46 @@ def in_words(value: Any) -> str:
     return str(value)
 
 
-def rows(entries: list[Entry]) -> Markup:
-    """The ``<tr>`` of each entry, as the history table of the episode page shows them."""
-    return Markup("".join(map(_row, entries)))
+_WORDING: dict[type, Callable[[Any], str]] = {}
 
 
-def _row(e: Entry) -> str:
-    classes = ("correction" if e.target_version else "") + (" voided" if e.voided_by else "") \
-        + (" amended" if e.amended_by else "") \
-        + (" in-error" if e.event_type == "MarkedEnteredInError" else "")
-    event = f"<strong>{_escaped(e.words)}</strong>"
-    if e.target_version:
-        event += f'<br>of <a href="#v{e.target_version}">version {e.target_version}</a>'
-    if e.voided_by:
+def rows(events: list) -> Markup:
+    """The ``<tr>`` of each event (in recorded order), as the history table of the episode page
+    shows them: corrections point at their target, and the corrected events say which later
+    version voided or amended them."""
+    found = corrections(events)
+    return Markup("".join([_row(event, found) for event in events]))
+
+
+def _row(e: Any, found: Corrections) -> str:
+    name, version, envelope = type(e).__name__, e.originator_version, e.envelope
+    target_version = getattr(e, "target_version", None)
+    voided_by, amended_by = found.voided_by.get(version), found.amended_by.get(version, ())
+    classes = ("correction" if target_version else "") + (" voided" if voided_by else "") \
+        + (" amended" if amended_by else "") \
+        + (" in-error" if name == "MarkedEnteredInError" else "")
+    event = f"<strong>{_escaped(_words(name))}</strong>"
+    if target_version:
+        event += f'<br>of <a href="#v{target_version}">version {target_version}</a>'
+    if voided_by:
         event += (f'<br><span class="badge cancelled">voided</span> by '
-                  f'<a href="#v{e.voided_by}">v{e.voided_by}</a>')
-    for v in e.amended_by:
+                  f'<a href="#v{voided_by}">v{voided_by}</a>')
+    for v in amended_by:
         event += f'<br><span class="badge onhold">amended</span> by <a href="#v{v}">v{v}</a>'
-    details = "".join([f'<span class="field">{_escaped(name)}: <del>{_escaped(before)}</del> → '
-                       f'<ins>{_escaped(after)}</ins></span>' for name, before, after in e.changes]
-                      + [f'<span class="field"><span class="muted">{_escaped(name)}:</span> '
-                         f'{_escaped(value)}</span>' for name, value in e.fields])
+    details = "".join(
+        [f'<span class="field">{_escaped(changed)}: <del>{_escaped(before)}</del> → '
+         f'<ins>{_escaped(after)}</ins></span>'
+         for changed, before, after in found.changes.get(version, ())]
+        + [_field(k, in_words(v)) for k, v in vars(e).items()
+           if k not in HIDDEN and v not in NOT_SHOWN])
     return (
-        f'<tr id="v{e.version}" class="{classes}">'
-        f'<td class="num">{e.version}</td>'
-        f'<td class="when">{e.recorded_at.strftime("%Y-%m-%d %H:%M")}</td>'
+        f'<tr id="v{version}" class="{classes}">'
+        f'<td class="num">{version}</td>'
+        f'<td class="when">{e.timestamp.isoformat(" ", "minutes")[:16]}</td>'
         f'<td class="when">{e.effective_date.isoformat()}</td>'
         f'<td>{event}</td>'
-        f'<td>{_escaped(e.actor_id)} <span class="muted">{_escaped(e.actor_role)}</span></td>'
-        f'<td>{_escaped(e.reason or "")}</td>'
+        f'<td>{_escaped(envelope.actor_id)} '
+        f'<span class="muted">{_escaped(envelope.actor_role.value)}</span></td>'
+        f'<td>{_escaped(envelope.reason or "")}</td>'
         f'<td class="details">{details}</td></tr>\n'
     )

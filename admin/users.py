@@ -20,6 +20,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    bindparam,
     insert,
     select,
     update,
@@ -28,6 +29,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from episodes import Actor, ActorRole
 from episodes.clock import Clock
+from projections.reads import plain_reads
 
 MAX_FAILURES = 5
 LOCKOUT = timedelta(minutes=15)
@@ -45,6 +47,9 @@ users = Table(
     Column("locked_until", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+_USER = select(users.c.username, users.c.role, users.c.active).where(
+    users.c.username == bindparam("username"))
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,7 @@ class LoginRefused(Exception):
 class UserStore:
     def __init__(self, engine: Engine, clock: Clock):
         self.engine = engine
+        self._plain_reads = plain_reads(engine)
         self.clock = clock
         metadata.create_all(engine)
 
@@ -119,8 +125,9 @@ class UserStore:
         self._update(username, role=role)
 
     def get(self, username: str) -> User | None:
-        with self.engine.connect() as connection:
-            row = connection.execute(select(users).where(users.c.username == username)).first()
+        # On every request (Flask-Login loads the user): one prebuilt statement, no transaction.
+        with self._plain_reads.connect() as connection:
+            row = connection.execute(_USER, {"username": username}).first()
         return User(row.username, ActorRole(row.role), row.active) if row else None
 
     def all(self) -> list[dict]:

@@ -463,3 +463,73 @@ def test_the_episode_page_reads_the_history_as_the_library_gives_it(panel, story
     for not_an_episode in (uuid4(), program_id("iop-adult")):
         with pytest.raises(EpisodeNotFound):
             read_history(app, not_an_episode)
+
+
+def test_the_page_decodes_the_history_as_the_library_does(panel, story):
+    """The page decodes with the panel's faster mapper (projections.decoding.fast_mapper):
+    the same events as the application's own mapper."""
+    from episodes.history import read_history
+
+    services = panel.extensions["care_episodes"]
+    assert read_history(services.episodes, story, mapper=services.history_mapper) == list(
+        services.episodes.history(story))
+
+
+def test_an_event_amended_twice_shows_each_change_from_the_value_before_it(client, eps, clinician):
+    from tests.pathways import admitted_on as admitted
+
+    episode = admitted(eps, clinician, date(2026, 5, 4))
+    session = attend(eps, episode, clinician, date(2026, 5, 6))  # v4, 180 minutes
+    eps.amend_event(episode, clinician, target_version=session.version, changes={"minutes": 150},
+                    reason="the group ended early")  # v5
+    eps.amend_event(episode, clinician, target_version=session.version, changes={"minutes": 120},
+                    reason="it ended earlier still")  # v6
+    twice = attend(eps, episode, clinician, date(2026, 5, 8))  # v7
+    eps.void_event(episode, clinician, target_version=twice.version, reason="recorded twice")  # v8
+    login(client, "reviewer")
+    page = client.get(f"/episodes/{episode}").get_data(as_text=True)
+    session_row = page[page.index('id="v4"'):page.index('id="v5"')]
+    assert session_row.startswith('id="v4" class=" amended">')
+    assert 'by <a href="#v5">v5</a>' in session_row and 'by <a href="#v6">v6</a>' in session_row
+    first = page[page.index('id="v5"'):page.index('id="v6"')]
+    assert 'class="correction"' in first and "minutes: <del>180</del> → <ins>150</ins>" in first
+    # Check the second amendment starts from the value the first one left.
+    second = page[page.index('id="v6"'):page.index('id="v7"')]
+    assert "minutes: <del>150</del> → <ins>120</ins>" in second
+    voided = page[page.index('id="v7"'):page.index('id="v8"')]
+    assert voided.startswith('id="v7" class=" voided">')
+    assert 'voided</span> by <a href="#v8">v8</a>' in voided
+    assert 'of <a href="#v7">version 7</a>' in page[page.index('id="v8"'):]
+
+
+def test_the_page_reads_the_episode_row_and_the_stream_once(client, panel, story):
+    """Each figure of the page used to read (or check) the episode's rm_episodes row itself:
+    now the row is read once, the stream once, and the programs only for the as-of card."""
+    from sqlalchemy import event
+
+    engine = panel.extensions["care_episodes"].reads.engine
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        statements.append(statement)
+
+    login(client, "reviewer")
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        current = client.get(f"/episodes/{story}").get_data(as_text=True)
+        reads_now = list(statements)
+        statements.clear()
+        as_of = client.get(f"/episodes/{story}?version=12").get_data(as_text=True)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+    def reading(table: str, found: list[str]) -> int:
+        return sum(f"FROM {table}" in s for s in found)
+
+    assert reading("rm_episodes", reads_now) == 1
+    assert reading("care_episodes_events", reads_now) == 1
+    assert reading("rm_programs", reads_now) == 0  # the status row names the program
+    assert reading("rm_programs", statements) == 1  # the as-of card looks it up
+    # Check both cards name the program.
+    for page in (current, as_of):
+        assert 'Adult IOP <span class="muted">(iop-adult)</span>' in page

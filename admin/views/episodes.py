@@ -24,6 +24,7 @@ from episodes.history import read_history
 from episodes.history import view as view_of
 from episodes.vocabulary import ASAM_LEVEL_CODES
 from projections.queries.attendance import DEFAULT_MISS_THRESHOLD as MISS_THRESHOLD
+from projections.queries.figures import EpisodeFigures
 from projections.queries.listing import SORTABLE, UnknownEpisode
 
 bp = Blueprint("episodes", __name__, url_prefix="/episodes")
@@ -117,7 +118,7 @@ def index():  # noqa: ANN201
         "over_target": None if args["over_target"] is None else args["over_target"] == "yes",
         "sort": args["sort"], "descending": args["dir"] == "desc", "page_size": args["size"],
     }
-    with svc.reads.together():  # the page's reads on one connection
+    with svc.reads.together(transaction=False):  # the page's reads on one connection
         try:
             page = svc.reads.episodes(page=args["page"], after=args["after"],
                                       before=args["before"], last=args["last"] is not None,
@@ -192,11 +193,11 @@ def show(episode_id: UUID):  # noqa: ANN201
     svc = services()
     as_of = {"version": _integer("version"), "recorded_on": _date("recorded_on"),
              "effective_on": _date("effective_on")}
-    # The page's reads share one connection (see ReadModels.together); the access-log entry
-    # is written in its own transaction.
-    with svc.reads.together() as connection:
-        try:
-            events = read_history(svc.episodes, episode_id, connection)  # read, decoded once
+    # The page's reads share one connection, without a transaction (see ReadModels.together);
+    # the access-log entry is written in its own transaction.
+    with svc.reads.together(transaction=False) as connection:
+        try:  # read and decoded once
+            events = read_history(svc.episodes, episode_id, connection, svc.history_mapper)
         except EpisodeNotFound:
             abort(404)
         current = view_of(events)
@@ -216,18 +217,23 @@ def show(episode_id: UUID):  # noqa: ANN201
         query = _query_text()
         record_access("read", episode_id=episode_id, patient_ref=current.state.patient_ref,
                       detail=f"episode page: {query}" if query else "episode page")
-        status = _current_status(episode_id) if mode is None else None
+        figures = (_figures(episode_id, as_of["effective_on"], with_status=mode is None)
+                   if mode != "recorded" else None)
+        status = figures.status if figures else None
         read = {
-            "programs": {p.code: p for p in svc.reads.programs()}, "status": status,
-            "figures": _figures(episode_id, as_of["effective_on"]) if mode != "recorded" else None,
+            # The status card names the program from the status row; the state card (as of
+            # a point, or before the read models caught up) looks it up.
+            "programs": {} if status else {p.code: p for p in svc.reads.programs()},
+            "status": status, "figures": figures,
+            "hours_chart": hours_chart(figures.intensity) if figures else None,
             "then_and_now": (svc.reads.status_as_of(episode_id, as_of["effective_on"])
                              if mode == "clinical" else None),
         }
-    entries = timeline.timeline(_known(events, view, as_of) if mode else events)
+    shown = _known(events, view, as_of) if mode else events
     return render_template(
         "episodes/episode.html", episode_id=episode_id, view=view, mode=mode, as_of=as_of,
-        as_of_error=as_of_error, timeline_rows=timeline.rows(entries),
-        timeline_length=len(entries), latest_version=current.version,
+        as_of_error=as_of_error, timeline_rows=timeline.rows(shown),
+        timeline_length=len(shown), latest_version=current.version,
         progress=_progress(status), commands=_commands(view.state.status) if mode is None else [],
         **read,
     )
@@ -277,26 +283,11 @@ def _known(events: list, view: Any, as_of: dict[str, Any]) -> list:
             or getattr(e, "target_version", None) in kept]
 
 
-def _current_status(episode_id: UUID) -> Any:
+def _figures(episode_id: UUID, on: date | None, *, with_status: bool) -> EpisodeFigures | None:
     try:
-        return services().reads.status(episode_id)
+        return services().reads.episode_figures(episode_id, on, with_status=with_status)
     except EpisodeNotFound:  # recorded, but the read models have not caught up yet
         return None
-
-
-def _figures(episode_id: UUID, on: date | None) -> dict[str, Any] | None:
-    reads = services().reads
-    try:
-        intensity = reads.intensity(episode_id, as_of=on)
-        figures = {
-            "intensity": intensity, "hours_chart": hours_chart(intensity),
-            "attendance": reads.attendance(episode_id, as_of=on),
-            "scores": reads.outcome_scores(episode_id),
-            "utilization": reads.utilization(episode_id, on=on),
-        }
-    except EpisodeNotFound:
-        return None
-    return figures
 
 
 def hours_chart(intensity: Any) -> Any:

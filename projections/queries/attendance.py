@@ -19,12 +19,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, case, func, select, tuple_
+from sqlalchemy import Connection, bindparam, case, func, select, tuple_
 
-from episodes.errors import EpisodeNotFound
 from projections import tables
+from projections.queries.common import episode_row
 
 DEFAULT_MISS_THRESHOLD = 3
 OUTCOMES = ("attended", "missed", "excused", "cancelled")
@@ -105,33 +106,49 @@ def episode_attendance(
     connection: Connection, episode_id: UUID, as_of: date, threshold: int = DEFAULT_MISS_THRESHOLD,
 ) -> EpisodeAttendance:
     """Sessions dated on or before ``as_of``, as the record holds them today."""
-    e, s = tables.episodes, tables.sessions
-    found = connection.execute(select(e.c.episode_id).where(e.c.episode_id == episode_id)).first()
-    if found is None:
-        raise EpisodeNotFound(episode_id)
-    dated = (s.c.episode_id == episode_id, s.c.session_date <= as_of)
+    episode_row(connection, episode_id)  # EpisodeNotFound when the read models do not hold it
+    return attendance_of(connection, episode_id, as_of, threshold)
+
+
+def _per_kind_and_outcome() -> Any:
+    """Per session kind and outcome, of the sessions dated on or before ``as_of``: how many, the
+    latest date, and how many are unexcused misses that no attended session follows in clinical
+    order (session date, then the order recorded): those are the current run (miss_run's rule),
+    counted in SQL rather than by reading every session back (500 rows for a long episode)."""
+    s, later = tables.sessions, tables.sessions.alias("later_attended")
+    dated = (s.c.episode_id == bindparam("episode_id"), s.c.session_date <= bindparam("as_of"))
+    attended_after = select(later.c.version).where(
+        later.c.episode_id == s.c.episode_id, later.c.session_date <= bindparam("as_of"),
+        later.c.outcome == "attended",
+        tuple_(later.c.session_date, later.c.version) > tuple_(s.c.session_date, s.c.version),
+    ).exists()
+    # CASE evaluates in order: the EXISTS runs for misses only.
+    in_run = case((s.c.outcome != "missed", 0), (attended_after, 0), else_=1)
+    return (select(s.c.kind, s.c.outcome, func.count().label("n"),
+                   func.max(s.c.session_date).label("latest"), func.sum(in_run).label("in_run"))
+            .where(*dated).group_by(s.c.kind, s.c.outcome))
+
+
+_PER_KIND_AND_OUTCOME = _per_kind_and_outcome()  # built once: the episode page asks on every view
+
+
+def attendance_of(
+    connection: Connection, episode_id: UUID, as_of: date, threshold: int = DEFAULT_MISS_THRESHOLD,
+) -> EpisodeAttendance:
+    """:func:`episode_attendance` of an episode known to be in the read models: one statement."""
     per_kind: dict[str, dict[str, int]] = {}
-    for kind, outcome, n in connection.execute(
-        select(s.c.kind, s.c.outcome, func.count()).where(*dated).group_by(s.c.kind, s.c.outcome)
-    ):
-        per_kind.setdefault(kind, {})[outcome] = n
+    run, last_attended_on = 0, None
+    parameters = {"episode_id": episode_id, "as_of": as_of}
+    for row in connection.execute(_PER_KIND_AND_OUTCOME, parameters):
+        per_kind.setdefault(row.kind, {})[row.outcome] = row.n
+        run += int(row.in_run)
+        if row.outcome == "attended":
+            last_attended_on = max(row.latest, last_attended_on or row.latest)
     total = {o: sum(k.get(o, 0) for k in per_kind.values()) for o in OUTCOMES}
-    # Clinical order: by session date, then by the order recorded (version).  The run is the
-    # unexcused misses after the latest attended session in that order (miss_run's rule),
-    # counted in SQL rather than by reading every session back (500 rows for a long episode).
-    last = connection.execute(
-        select(s.c.session_date, s.c.version).where(*dated, s.c.outcome == "attended")
-        .order_by(s.c.session_date.desc(), s.c.version.desc()).limit(1)
-    ).first()
-    since = [] if last is None else [tuple_(s.c.session_date, s.c.version) > tuple_(*last)]
-    run = connection.execute(
-        select(func.count()).where(*dated, s.c.outcome == "missed", *since)
-    ).scalar_one()
     return EpisodeAttendance(
         episode_id=episode_id, as_of=as_of, total=_counts(total),
         by_kind={k: _counts(v) for k, v in sorted(per_kind.items())},
-        consecutive_misses=run, threshold=threshold,
-        last_attended_on=last[0] if last is not None else None,
+        consecutive_misses=run, threshold=threshold, last_attended_on=last_attended_on,
     )
 
 

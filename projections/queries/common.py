@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
+from uuid import UUID
 
-from sqlalchemy import and_, or_
+from sqlalchemy import Connection, RowMapping, and_, bindparam, or_, select
 
+from episodes.errors import EpisodeNotFound
 from projections import tables
 
 # Medicare's IOP benefit asks a physician to recertify the need at least every other month.
@@ -42,3 +44,24 @@ def recertification_due(admitted_on: date | None, discharged_on: date | None, on
     days = RECERTIFICATION_INTERVAL.days
     periods = max(-(-(on - admitted_on).days // days), 1)  # ceiling, and never the admission day
     return admitted_on + RECERTIFICATION_INTERVAL * periods
+
+
+# Built once: an episode page reads this row on every view, and building a select costs about
+# as much as running it.
+_EPISODE_ROW = (
+    select(tables.episodes, tables.programs.c.name.label("program_name"),
+           tables.programs.c.target_weeks, tables.programs.c.minimum_weekly_hours)
+    .select_from(tables.episodes.outerjoin(
+        tables.programs, tables.programs.c.code == tables.episodes.c.program_code))
+    .where(tables.episodes.c.episode_id == bindparam("episode_id"))
+)
+
+
+def episode_row(connection: Connection, episode_id: UUID) -> RowMapping:
+    """The episode's ``rm_episodes`` row with its program's name, target weeks and weekly
+    minimum (``None`` without a program): what every per-episode figure starts from.
+    :class:`EpisodeNotFound` when the read models do not hold the episode."""
+    row = connection.execute(_EPISODE_ROW, {"episode_id": episode_id}).mappings().first()
+    if row is None:
+        raise EpisodeNotFound(episode_id)
+    return row

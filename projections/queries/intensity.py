@@ -30,7 +30,9 @@ from sqlalchemy import (
     Connection,
     Date,
     Integer,
+    RowMapping,
     and_,
+    bindparam,
     exists,
     func,
     literal,
@@ -39,8 +41,8 @@ from sqlalchemy import (
     union_all,
 )
 
-from episodes.errors import EpisodeNotFound
 from projections import tables
+from projections.queries.common import episode_row
 
 MEETS, BELOW, TAPER, PARTIAL, ON_HOLD = "meets", "below", "taper", "partial", "on-hold"
 CLASSIFICATIONS = (MEETS, BELOW, TAPER, PARTIAL, ON_HOLD)
@@ -138,10 +140,13 @@ class _Care:
                 self.taper_runs.append((first, last))
 
     def days_in_care(self, monday: date) -> list[date]:
-        week = (monday + timedelta(days=i) for i in range(7))
-        return [d for d in week if self.admitted <= d <= self.through]
+        """The days of the week from ``monday`` between admission and ``through``, in order."""
+        first, last = max(monday, self.admitted), min(monday + timedelta(days=6), self.through)
+        return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
     def days_on_hold(self, days: Sequence[date]) -> int:
+        if not self.holds:  # most episodes: no day to test
+            return 0
         return sum(1 for d in days if any(f <= d and (t is None or d < t) for f, t in self.holds))
 
     def taper_week(self, monday: date) -> int | None:
@@ -170,15 +175,28 @@ def classify(
     return BELOW
 
 
+# Built once (an episode page asks on every view; building a select costs about as much as
+# running it): attended minutes per ISO week of an episode, and today's holds and tapers.
+_s, _p = tables.sessions.c, tables.periods.c  # the columns
+_WEEK_TOTALS = (
+    select(_s.iso_year, _s.iso_week, func.sum(_s.minutes))
+    .where(_s.episode_id == bindparam("episode_id"), _s.outcome == "attended",
+           _s.session_date >= bindparam("first"), _s.session_date <= bindparam("last"))
+    .group_by(_s.iso_year, _s.iso_week)
+)
+_HOLDS_AND_TAPERS = (
+    select(_p.episode_id, _p.status, _p.tapering, _p.valid_from, _p.valid_to)
+    .where(_p.episode_id.in_(bindparam("episode_ids", expanding=True)), _p.recorded_to.is_(None),
+           or_(_p.status == "onhold", _p.tapering.is_(True)))
+)
+
+
 def _periods(connection: Connection, episode_ids: Sequence[UUID]) -> dict[UUID, list[_Period]]:
     """Today's holds and tapers (corrections included) for the given episodes."""
-    p = tables.periods
     found: dict[UUID, list[_Period]] = {i: [] for i in episode_ids}
     for start in range(0, len(episode_ids), _CHUNK):
         rows = connection.execute(
-            select(p.c.episode_id, p.c.status, p.c.tapering, p.c.valid_from, p.c.valid_to)
-            .where(p.c.episode_id.in_(episode_ids[start:start + _CHUNK]), p.c.recorded_to.is_(None),
-                   or_(p.c.status == "onhold", p.c.tapering.is_(True)))
+            _HOLDS_AND_TAPERS, {"episode_ids": list(episode_ids[start:start + _CHUNK])}
         ).all()
         for row in rows:
             period = (row.status, bool(row.tapering), row.valid_from, row.valid_to)
@@ -193,27 +211,25 @@ def episode_intensity(
     connection: Connection, episode_id: UUID, as_of: date,
     taper_allowance: int | None = TAPER_ALLOWANCE_WEEKS,
 ) -> EpisodeIntensity:
-    e, p, s = tables.episodes, tables.programs, tables.sessions
-    row = connection.execute(
-        select(e.c.program_code, e.c.admitted_on, e.c.discharged_on, p.c.minimum_weekly_hours)
-        .select_from(e.outerjoin(p, p.c.code == e.c.program_code))
-        .where(e.c.episode_id == episode_id)
-    ).first()
-    if row is None:
-        raise EpisodeNotFound(episode_id)
-    minimum = Decimal(row.minimum_weekly_hours) if row.minimum_weekly_hours is not None else None
-    admitted = row.admitted_on
+    return intensity_of(connection, episode_row(connection, episode_id), as_of, taper_allowance)
+
+
+def intensity_of(
+    connection: Connection, row: RowMapping, as_of: date,
+    taper_allowance: int | None = TAPER_ALLOWANCE_WEEKS,
+) -> EpisodeIntensity:
+    """The weeks of the episode of ``row`` (:func:`projections.queries.common.episode_row`)."""
+    episode_id, program_code = row["episode_id"], row["program_code"]
+    minimum_hours = row["minimum_weekly_hours"]
+    minimum = Decimal(minimum_hours) if minimum_hours is not None else None
+    admitted, discharged = row["admitted_on"], row["discharged_on"]
     if admitted is None or admitted > as_of or minimum is None:
-        return EpisodeIntensity(episode_id, row.program_code, minimum, admitted, None, ())
-    through = min(row.discharged_on, as_of) if row.discharged_on else as_of
+        return EpisodeIntensity(episode_id, program_code, minimum, admitted, None, ())
+    through = min(discharged, as_of) if discharged else as_of
 
     totals = {
         (y, w): int(m) for y, w, m in connection.execute(
-            select(s.c.iso_year, s.c.iso_week, func.sum(s.c.minutes))
-            .where(s.c.episode_id == episode_id, s.c.outcome == "attended",
-                   s.c.session_date >= admitted, s.c.session_date <= through)
-            .group_by(s.c.iso_year, s.c.iso_week)
-        )
+            _WEEK_TOTALS, {"episode_id": episode_id, "first": admitted, "last": through})
     }
     care = _Care(admitted, through, _periods(connection, [episode_id])[episode_id])
     weeks = []
@@ -232,7 +248,7 @@ def episode_intensity(
                 minutes, minimum, len(days), on_hold, taper_week, taper_allowance),
         ))
         monday += timedelta(days=7)
-    return EpisodeIntensity(episode_id, row.program_code, minimum, admitted, through, tuple(weeks))
+    return EpisodeIntensity(episode_id, program_code, minimum, admitted, through, tuple(weeks))
 
 
 # ---------------------------------------------------------------- the dashboard

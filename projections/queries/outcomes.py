@@ -24,9 +24,9 @@ from uuid import UUID
 
 from sqlalchemy import Connection, and_, bindparam, case, func, select
 
-from episodes.errors import EpisodeNotFound
 from episodes.vocabulary import DischargeType, Instrument
 from projections import tables
+from projections.queries.common import episode_row
 from projections.queries.sqldates import days_after
 
 COMPLETED = (DischargeType.COMPLETED.value,)
@@ -256,9 +256,12 @@ def _one_episode_scores() -> Any:
 
 
 def episode_scores(connection: Connection, episode_id: UUID) -> EpisodeScores:
-    e = tables.episodes
-    if connection.execute(select(e.c.episode_id).where(e.c.episode_id == episode_id)).first() is None:
-        raise EpisodeNotFound(episode_id)
+    episode_row(connection, episode_id)  # EpisodeNotFound when the read models do not hold it
+    return scores_of(connection, episode_id)
+
+
+def scores_of(connection: Connection, episode_id: UUID) -> EpisodeScores:
+    """:func:`episode_scores` of an episode known to be in the read models: one statement."""
     rows = connection.execute(_one_episode_scores(), {"episode_id": episode_id}).mappings().all()
     by_instrument = {row["instrument"]: _score_change(row) for row in rows}
     return EpisodeScores(

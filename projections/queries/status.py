@@ -6,11 +6,10 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from uuid import UUID
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, RowMapping, select
 
-from episodes.errors import EpisodeNotFound
 from projections import tables
-from projections.queries.common import held_on, recertification_due, valid_at_end_of
+from projections.queries.common import episode_row, held_on, recertification_due, valid_at_end_of
 
 
 @dataclass(frozen=True)
@@ -40,18 +39,11 @@ class EpisodeStatus:
 
 
 def episode_status(connection: Connection, episode_id: UUID, as_of: date) -> EpisodeStatus:
-    e, p = tables.episodes, tables.programs
-    row = connection.execute(
-        select(e, p.c.name.label("program_name"), p.c.target_weeks)
-        .select_from(e.outerjoin(p, p.c.code == e.c.program_code))
-        .where(e.c.episode_id == episode_id)
-    ).mappings().first()
-    if row is None:
-        raise EpisodeNotFound(episode_id)
-    return _status(row, as_of)
+    return status_of(episode_row(connection, episode_id), as_of)
 
 
-def _status(row, as_of: date) -> EpisodeStatus:  # noqa: ANN001 - a SQLAlchemy row mapping
+def status_of(row: RowMapping, as_of: date) -> EpisodeStatus:
+    """The status from the episode's row (:func:`projections.queries.common.episode_row`)."""
     admitted, discharged = row["admitted_on"], row["discharged_on"]
     target_days = row["target_weeks"] * 7 if row["target_weeks"] else None
     day = week = percent = expected_end = recert = None

@@ -18,11 +18,11 @@ from datetime import date, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import Connection, RowMapping, Select, and_, bindparam, func, select
 
-from episodes.errors import EpisodeNotFound
 from projections import tables
 from projections.queries.common import (
+    episode_row,
     held_now,
     recertification_due,
     valid_at_end_of,
@@ -82,22 +82,34 @@ class UnauthorizedEpisode:
     next_authorized_from: date | None  # earliest start after the date: a gap, not a lapse
 
 
-def _uses(connection: Connection, *where: Any) -> list[AuthorizationUse]:
+def _uses_select(*where: Any) -> Select:
     """Authorizations with what was used of them, counted in SQL (one row per authorization)."""
     a, s = tables.authorizations, tables.sessions
     in_range = and_(
         s.c.episode_id == a.c.episode_id, s.c.outcome == "attended",
         s.c.session_date >= a.c.start_on, s.c.session_date <= a.c.end_on,
     )
-    rows = connection.execute(
+    return (
         select(a, func.count(s.c.session_date.distinct()).label("days"),
                func.count(s.c.version).label("sessions"))
         .select_from(a.outerjoin(s, in_range))
         .where(*where)
         .group_by(*a.c)
         .order_by(a.c.episode_id, a.c.start_on, a.c.version)
-    ).mappings().all()
-    return [_use(row) for row in rows]
+    )
+
+
+def _uses(connection: Connection, *where: Any) -> list[AuthorizationUse]:
+    return [_use(row) for row in connection.execute(_uses_select(*where)).mappings()]
+
+
+# Built once: the episode page asks on every view.
+_EPISODE_USES = _uses_select(tables.authorizations.c.episode_id == bindparam("episode_id"))
+
+
+def _episode_uses(connection: Connection, episode_id: UUID) -> tuple[AuthorizationUse, ...]:
+    rows = connection.execute(_EPISODE_USES, {"episode_id": episode_id}).mappings()
+    return tuple(_use(row) for row in rows)
 
 
 def _use(row: Any) -> AuthorizationUse:
@@ -113,27 +125,25 @@ def _use(row: Any) -> AuthorizationUse:
 
 
 def authorization_use(connection: Connection, episode_id: UUID) -> tuple[AuthorizationUse, ...]:
-    e = tables.episodes
-    if connection.execute(select(e.c.episode_id).where(e.c.episode_id == episode_id)).first() is None:
-        raise EpisodeNotFound(episode_id)
-    return tuple(_uses(connection, tables.authorizations.c.episode_id == episode_id))
+    episode_row(connection, episode_id)  # EpisodeNotFound when the read models do not hold it
+    return _episode_uses(connection, episode_id)
 
 
 def episode_utilization(connection: Connection, episode_id: UUID, on: date) -> EpisodeUtilization:
-    e = tables.episodes
-    episode = connection.execute(
-        select(e.c.admitted_on, e.c.discharged_on, e.c.status).where(e.c.episode_id == episode_id)
-    ).first()
-    if episode is None:
-        raise EpisodeNotFound(episode_id)
-    admitted_on = None if episode.status == "entered-in-error" else episode.admitted_on
-    uses = tuple(_uses(connection, tables.authorizations.c.episode_id == episode_id))
+    return utilization_of(connection, episode_row(connection, episode_id), on)
+
+
+def utilization_of(connection: Connection, row: RowMapping, on: date) -> EpisodeUtilization:
+    """The utilization of the episode of ``row`` (:func:`projections.queries.common.episode_row`)."""
+    episode_id = row["episode_id"]
+    admitted_on = None if row["status"] == "entered-in-error" else row["admitted_on"]
+    uses = _episode_uses(connection, episode_id)
     reviews = [u.next_review_on for u in uses if u.next_review_on and u.next_review_on >= on]
     return EpisodeUtilization(
         episode_id=episode_id, on=on, authorizations=uses,
         authorized_on=any(u.covers(on) for u in uses),
         next_review_on=min(reviews, default=None),
-        recertification_due=recertification_due(admitted_on, episode.discharged_on, on),
+        recertification_due=recertification_due(admitted_on, row["discharged_on"], on),
     )
 
 
