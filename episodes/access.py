@@ -32,8 +32,8 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import Connection
 
+from episodes import driver
 from episodes.clock import Clock, SystemClock
 from episodes.integrity import GENESIS
 
@@ -104,18 +104,22 @@ def _canonical(value: Any) -> Any:
     return value
 
 
-def _lock(connection: Connection) -> None:
-    if connection.dialect.name == "postgresql":
-        connection.execute(text(f"LOCK TABLE {ACCESS_TABLE} IN SHARE ROW EXCLUSIVE MODE"))
-    elif connection.dialect.name == "sqlite":
-        connection.execute(text(f"UPDATE {ACCESS_TABLE} SET id = id WHERE 1 = 0"))
-
-
 class AccessLog:
     def __init__(self, engine: Engine, clock: Clock | None = None):
         self.engine = engine
         self.clock = clock or SystemClock()
         metadata.create_all(engine)
+        # Every page view appends an entry: its statements go through the driver
+        # (episodes/driver.py), on PostgreSQL in two round trips instead of five.
+        dialect = engine.dialect
+        # One writer at a time, as each entry chains to the one before.  (SQLite: the
+        # transaction holds the database's write lock from its start.)
+        self._lock = driver.Prepared(
+            text(f"LOCK TABLE {ACCESS_TABLE} IN SHARE ROW EXCLUSIVE MODE"), dialect
+        ) if dialect.name == "postgresql" else None
+        self._last_digest = driver.Prepared(select(access.c.digest).order_by(access.c.id.desc()).limit(1), dialect)
+        self._insert = driver.Prepared(insert(access), dialect, [*CHAINED_FIELDS, "previous_hash", "digest"])
+        driver.enable(engine)
 
     def record(
         self,
@@ -140,14 +144,14 @@ class AccessLog:
             "patient_ref": patient_ref, "detail": detail, "client_address": client_address,
             "correlation_id": correlation_id,
         }
-        with self.engine.begin() as connection:
-            _lock(connection)  # one writer at a time: each entry chains to the one before
-            previous = connection.execute(
-                select(access.c.digest).order_by(access.c.id.desc()).limit(1)
-            ).scalar_one_or_none() or GENESIS
-            connection.execute(insert(access).values(
-                **fields, previous_hash=previous, digest=entry_digest(fields, previous),
-            ))
+        with driver.transaction(self.engine) as connection:
+            if self._lock is not None:
+                driver.execute(connection, self._lock)
+            last = driver.fetch_one(connection, driver.execute(connection, self._last_digest))
+            previous = last[0] if last else GENESIS
+            driver.execute(connection, self._insert, {
+                **fields, "previous_hash": previous, "digest": entry_digest(fields, previous),
+            })
 
     def entries(
         self,

@@ -86,6 +86,39 @@ class Statements:
         return prepared
 
 
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """A write transaction on a plain connection (no ORM session), for statements sent
+    through this module and SQLAlchemy alike.
+
+    SQLite: ``BEGIN IMMEDIATE`` takes the database's write lock before anything is read, so
+    what the transaction reads is still current when it writes.  (The sqlite3 module, seeing a
+    transaction open, issues no BEGIN of its own; the connection's commit ends it.)
+    PostgreSQL: the driver's BEGIN goes with the first statement, and the COMMIT with the
+    writes still queued in the pipeline.
+    """
+    enable(engine)
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as connection:
+        connection.begin()  # SQLAlchemy's record of it: its commit() below commits
+        try:
+            if sqlite:
+                _run(connection, "BEGIN IMMEDIATE")
+            yield connection
+            if _PIPELINE in connection.connection.info:
+                _run(connection, "COMMIT")  # queued after the writes: one round trip for all
+                leave_pipeline(connection)
+            connection.commit()
+        except BaseException:
+            leave_pipeline(connection, quietly=True)
+            raise
+
+
+def _run(connection: Connection, sql: str) -> None:
+    with _translated(connection, sql):
+        cursor(connection).execute(sql)
+
+
 def enable(engine: Engine) -> None:
     """Make every SQLAlchemy statement on ``engine`` leave an open pipeline first, and every
     commit or rollback end it: however a transaction ends (an ORM session's commit included),

@@ -18,8 +18,8 @@ eventsourcing's own notification log, sees no difference), inside the caller's t
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -92,37 +92,18 @@ class StreamWriter:
             ),
             prepare, ["stream_id", "version", "digest"],
         )
-        self._begin_immediate = driver.Prepared(text("BEGIN IMMEDIATE"), prepare)
-        self._commit = driver.Prepared(text("COMMIT"), prepare)
         self._lock_table = driver.Prepared(storage.events_write_lock(dialect), prepare)
         self._advisory_lock = driver.Prepared(text("SELECT pg_advisory_xact_lock(:key)"), prepare)
+        # Before any statement goes through the driver: an ORM session's commit (the projector
+        # catching up in Episodes.save) must also end a pipeline.
         driver.enable(self.engine)
 
     # ---------------------------------------------------------------- transactions
 
-    @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """One command's transaction on a plain connection (no ORM session).
-
-        SQLite: ``BEGIN IMMEDIATE`` takes the database's write lock before anything is read,
-        so the head read next is the one the append will follow.  (The sqlite3 module, seeing
-        a transaction open, issues no BEGIN of its own; the connection's commit ends it.)
-        PostgreSQL: the driver's BEGIN goes with the first statement, and the COMMIT with the
-        writes still queued in the pipeline (episodes/driver.py).
-        """
-        with self.engine.connect() as connection:
-            connection.begin()  # SQLAlchemy's record of it: its commit() below commits
-            try:
-                if self._sqlite:
-                    driver.execute(connection, self._begin_immediate)
-                yield connection
-                if not self._sqlite:
-                    driver.execute(connection, self._commit)
-                    driver.leave_pipeline(connection)
-                connection.commit()
-            except BaseException:
-                driver.leave_pipeline(connection, quietly=True)
-                raise
+    def transaction(self) -> AbstractContextManager[Connection]:
+        """One command's transaction (:func:`episodes.driver.transaction`): on SQLite it holds
+        the write lock from the start, so the head read next is the one the append follows."""
+        return driver.transaction(self.engine)
 
     def lock_stream(self, connection: Connection, stream_id: UUID) -> None:
         """Serialise writers of one stream (see :func:`episodes.storage.lock_stream`); on

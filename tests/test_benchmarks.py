@@ -161,3 +161,15 @@ def test_two_writers_into_the_same_episodes_lose_and_duplicate_nothing(postgres_
     retried = found["concurrency.conflicts_retried"]
     assert retried["limit"] == 8 and retried["value"] >= 0
     assert "problems" not in ctx.facts
+
+
+def test_the_statement_floor_replays_what_the_commands_sent(capsys):
+    from benchmarks import statement_floor
+
+    statement_floor.main(["--episodes", "2", "--command-episodes", "4"])
+    printed = capsys.readouterr().out
+    # Check the replay ran the captured statements: a count of them, and a floor in µs.
+    commands = int(printed.split(" commands, ")[0])
+    statements = float(printed.split(" commands, ")[1].split(" statements")[0])
+    assert commands >= 4 and statements >= 6  # head, event, head row, position, row, audit at least
+    assert "through sqlite3 alone:" in printed and "best this schema allows" in printed

@@ -89,3 +89,16 @@ def test_sqlalchemy_statements_between_queued_ones_see_them(engine):
         connection.rollback()  # the queued insert is dropped with the transaction
     with engine.connect() as connection:
         assert connection.execute(select(things)).all() == []
+
+
+def test_a_transaction_commits_its_queued_writes_or_none_of_them(engine):
+    prepared = driver.Prepared(insert(things), engine.dialect, ["id", "at"])
+    kept, dropped = uuid4(), uuid4()
+    with driver.transaction(engine) as connection:
+        driver.execute(connection, prepared, {"id": kept, "at": datetime.now(timezone.utc)})
+    with pytest.raises(RuntimeError), driver.transaction(engine) as connection:
+        driver.execute(connection, prepared, {"id": dropped, "at": datetime.now(timezone.utc)})
+        raise RuntimeError("the command failed after its write was queued")
+    with engine.connect() as connection:
+        assert list(connection.execute(select(things.c.id)).scalars()) == [kept]
+        assert not any(key.startswith("care_episodes.") for key in connection.connection.info)

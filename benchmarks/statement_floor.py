@@ -1,0 +1,131 @@
+"""The database's own cost of the statements a command sends (SQLite): input for the
+optimisation work, not a figure.
+
+    python -m benchmarks.statement_floor [--episodes N] [--command-episodes K]
+
+Records N demo episodes inline (``ProjectedEpisodes``), copies the database file, then records
+K more while capturing every statement the commands send (through SQLAlchemy and through
+``episodes.driver``) with its parameters as the driver received them, and every commit.  The
+capture is then replayed on the copy through the ``sqlite3`` module alone, three times: the
+time SQLite itself needs for exactly our statements, without any Python of ours.  Printed
+beside it: the library's own time a command and the raw single-row limit of the ``commands``
+figure, so "the best ratio this schema allows" (limit over floor) can be read off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+
+from benchmarks import raw, workload
+from benchmarks.backends import SQLiteBackend, raw_connect
+from episodes import driver
+from projections import ProjectedEpisodes
+
+Capture = list[tuple[str, Any, bool] | None]  # (sql, parameters, many), or None for a COMMIT
+
+
+def capture(app: ProjectedEpisodes, episodes: int) -> tuple[Capture, float, int]:
+    """The statements of ``episodes`` demo episodes' commands, the library's µs a command,
+    and how many commands."""
+    log: Capture = []
+    engine = app.recorder.datastore.engine  # type: ignore[attr-defined]
+    execute, execute_many = driver.execute, driver.execute_many
+
+    def captured_execute(connection: Any, prepared: Any, values: Any = driver._NONE) -> Any:
+        log.append((prepared.sql, prepared.parameters(values), False))
+        return execute(connection, prepared, values)
+
+    def captured_execute_many(connection: Any, prepared: Any, rows: Any) -> None:
+        log.append((prepared.sql, [prepared.parameters(row) for row in rows], True))
+        execute_many(connection, prepared, rows)
+
+    def captured_sqlalchemy(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+                            many: bool) -> None:
+        log.append((statement, parameters, many))
+
+    def captured_commit(conn: Any) -> None:
+        log.append(None)
+
+    driver.execute, driver.execute_many = captured_execute, captured_execute_many  # type: ignore[assignment]
+    event.listen(engine, "before_cursor_execute", captured_sqlalchemy)
+    event.listen(engine, "commit", captured_commit)
+    try:
+        seeded = workload.seed(app, episodes, seed=workload.COMMANDS_SEED)
+    finally:
+        driver.execute, driver.execute_many = execute, execute_many  # type: ignore[assignment]
+        event.remove(engine, "before_cursor_execute", captured_sqlalchemy)
+        event.remove(engine, "commit", captured_commit)
+    return log, 1e6 / seeded.rate, seeded.commands
+
+
+def replay(path: Path, log: Capture) -> float:
+    """Seconds the ``sqlite3`` module takes to run the capture, with the library's pragmas."""
+    connection = raw_connect(f"sqlite:///{path}").connection
+    cursor = connection.cursor()
+    start = time.perf_counter()
+    for entry in log:
+        if entry is None:
+            if connection.in_transaction:
+                connection.execute("COMMIT")
+            continue
+        sql, parameters, many = entry
+        if many:
+            cursor.executemany(sql, parameters)
+        else:
+            cursor.execute(sql, parameters)
+            cursor.fetchall()
+    elapsed = time.perf_counter() - start
+    connection.close()
+    return elapsed
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.statement_floor")
+    parser.add_argument("--episodes", type=int, default=300, help="episodes recorded first")
+    parser.add_argument("--command-episodes", type=int, default=200, help="episodes captured")
+    args = parser.parse_args(argv)
+    backend = SQLiteBackend()
+    try:
+        url = backend.fresh("floor")
+        path = Path(url.removeprefix("sqlite:///"))
+        app = ProjectedEpisodes(url, clock=workload.bench_clock())
+        workload.seed(app, args.episodes)
+        with sqlite3.connect(path) as checkpoint:
+            checkpoint.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        snapshot = path.with_suffix(".snapshot")
+        shutil.copy(path, snapshot)
+        log, library_us, commands = capture(app, args.command_episodes)
+        app.close()
+        floors = []
+        for _ in range(3):
+            copy = path.with_suffix(".replay")
+            for suffix in ("-wal", "-shm"):
+                Path(f"{copy}{suffix}").unlink(missing_ok=True)
+            shutil.copy(snapshot, copy)
+            floors.append(replay(copy, log) * 1e6 / commands)
+        scratch = backend.raw_scratch()
+        raw.create_raw_table(scratch)
+        limit = raw.single_row_transactions(scratch, raw.sample_payloads(url), 3.0)
+        scratch.close()
+    finally:
+        backend.close()
+    floor = sorted(floors)[1]
+    statements = sum(1 for entry in log if entry is not None)
+    print(f"{commands} commands, {statements / commands:.1f} statements each")
+    print(f"library: {library_us:.0f} us a command")
+    print(f"the same statements through sqlite3 alone: {floor:.0f} us a command "
+          f"(runs: {', '.join(f'{f:.0f}' for f in floors)})")
+    print(f"raw single-row limit: {1e6 / limit:.0f} us a transaction ({limit:.0f}/s)")
+    print(f"ratio now: {1e6 / library_us / limit:.3f}; "
+          f"best this schema allows (no Python at all): {1e6 / floor / limit:.3f}")
+
+
+if __name__ == "__main__":
+    main()
