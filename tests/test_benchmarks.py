@@ -173,3 +173,15 @@ def test_the_statement_floor_replays_what_the_commands_sent(capsys):
     statements = float(printed.split(" commands, ")[1].split(" statements")[0])
     assert commands >= 4 and statements >= 6  # head, event, head row, position, row, audit at least
     assert "through sqlite3 alone:" in printed and "best this schema allows" in printed
+
+
+def test_two_checkouts_are_timed_in_turn(capsys):
+    from benchmarks import compare
+
+    root = Path(__file__).resolve().parents[1]
+    compare.main([str(root), str(root), "--episodes", "2", "--turn-episodes", "3", "--rounds", "1"])
+    printed = capsys.readouterr().out
+    # Check both sides ran and a time a command was read back from each.
+    assert "round 1 before" in printed and "round 1 after" in printed
+    median = printed.split("median: before ")[1]
+    assert float(median.split(" ms")[0]) > 0
