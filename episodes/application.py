@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime
-from functools import cache
+from functools import cache, partial
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -266,8 +266,8 @@ class Episodes(Application[UUID]):
                         break  # answered below, outside the transaction
                     try:
                         rules.check_status(episode.state, PATHWAY[command])  # before any lookup
-                        programs = _ProgramsIn(self, connection)
-                        fields = preparation.prepare(programs, command, episode, dict(values))
+                        lookup = partial(self._program_in, connection)
+                        fields = preparation.prepare(lookup, command, episode, dict(values))
                         event = episode.record(
                             event_class, timestamp=self.clock.now(), latest_date=self._latest_date(),
                             effective_date=effective_date,
@@ -480,16 +480,6 @@ def _envelope(actor: Actor, values: dict[str, Any]) -> Envelope:
         correlation_id=values.pop("correlation_id", None) or command_id,
         reason=values.pop("reason", None),
     )
-
-
-class _ProgramsIn:
-    """``program(code)`` for :func:`preparation.prepare`, read in the command's transaction."""
-
-    def __init__(self, app: Episodes, connection: Any):
-        self._app, self._connection = app, connection
-
-    def program(self, code: str) -> ProgramDefinition:
-        return self._app._program_in(self._connection, code)
 
 
 def _head(appended: list[Appended]) -> Head:

@@ -76,7 +76,6 @@ class Statements:
 
     def __init__(self, engine: Engine):
         self.dialect = engine.dialect
-        self.postgresql = engine.dialect.name == "postgresql"
         self._prepared: dict[Any, Prepared] = {}
 
     def get(self, key: Any, build: Any, keys: Sequence[str] | None = None) -> Prepared:

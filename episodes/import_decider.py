@@ -63,7 +63,7 @@ class Planned:
 
 
 class _Programs:
-    """``app.program`` for ``preparation.prepare``, from definitions read before the import."""
+    """The program lookup of ``preparation.prepare``, from definitions read before the import."""
 
     def __init__(self, definitions: Mapping[str, ProgramDefinition]):
         self.definitions = dict(definitions)
@@ -166,7 +166,7 @@ class Decider:
                 "of this episode."]})
         step = PATHWAY[command]
         rules.check_status(episode.state, step)  # before any lookup, as execute does
-        fields = preparation.prepare(self.programs, command, episode, values)  # type: ignore[arg-type]
+        fields = preparation.prepare(self.programs.program, command, episode, values)
         return episode.record(EVENT_CLASSES[step.event], timestamp=now, latest_date=latest,
                               effective_date=effective_date, envelope=envelope, **fields)
 

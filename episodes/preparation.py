@@ -7,27 +7,30 @@ leaves, and an amendment is validated against the schema of the event it amends.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from marshmallow import ValidationError
 
 from episodes.episode import Episode
 from episodes.errors import InvalidCommand, ProgramNotFound
+from episodes.program import ProgramDefinition
 from episodes.schemas import SCHEMAS
 from episodes.vocabulary import LevelChangeKind
 
-if TYPE_CHECKING:
-    from episodes.application import Episodes
+# A program's definition by its code (ProgramNotFound if there is none): the command's own
+# transaction reads it for a live command; an import reads the definitions once, beforehand.
+ProgramLookup = Callable[[str], ProgramDefinition]
 
 
-def prepare(app: Episodes, command: str, episode: Episode, values: dict[str, Any]) -> dict[str, Any]:
+def prepare(lookup: ProgramLookup, command: str, episode: Episode, values: dict[str, Any]) -> dict[str, Any]:
     preparer = _PREPARERS.get(command)
-    return preparer(app, episode, values) if preparer else values
+    return preparer(lookup, episode, values) if preparer else values
 
 
-def _admit(app: Episodes, episode: Episode, values: dict[str, Any]) -> dict[str, Any]:
+def _admit(lookup: ProgramLookup, episode: Episode, values: dict[str, Any]) -> dict[str, Any]:
     try:
-        program = app.program(values["program_code"])
+        program = lookup(values["program_code"])
     except ProgramNotFound as missing:
         raise InvalidCommand("admit", {"program_code": [str(missing)]}) from None
     if program.clinics and values["clinic"] not in program.clinics:
@@ -44,7 +47,7 @@ def _admit(app: Episodes, episode: Episode, values: dict[str, Any]) -> dict[str,
     return values
 
 
-def _change_level(app: Episodes, episode: Episode, values: dict[str, Any]) -> dict[str, Any]:
+def _change_level(lookup: ProgramLookup, episode: Episode, values: dict[str, Any]) -> dict[str, Any]:
     current = episode.state.level_of_care
     if values.get("to_level") is None:
         if values["kind"] is not LevelChangeKind.TAPER:
@@ -56,7 +59,7 @@ def _change_level(app: Episodes, episode: Episode, values: dict[str, Any]) -> di
     return values
 
 
-def _amend(app: Episodes, episode: Episode, values: dict[str, Any]) -> dict[str, Any]:
+def _amend(lookup: ProgramLookup, episode: Episode, values: dict[str, Any]) -> dict[str, Any]:
     target = episode.facts.get(values["target_version"])
     if target is None:
         return values  # the episode reports which versions can be corrected
