@@ -184,9 +184,7 @@ class Projector:
             )
         mapper = self.app.mapper
         self._apply_events(connection, [(n.id, mapper.to_domain_event(n)) for n in notifications])
-        connection.execute(
-            self._statements.set_position, {"new_position": notifications[-1].id}
-        )
+        driver.execute(connection, self._prepared.set_position, {"new_position": notifications[-1].id})
 
     def _apply_events(self, connection: Connection, items: Sequence[tuple[int, Any]]) -> None:
         """Write the read-model rows of decoded events (the tracking row is the caller's)."""
@@ -319,7 +317,6 @@ class _Statements:
         this_projection = t.c.projection == PROJECTION_NAME
         self.rebuilding = select(t.c.position).where(t.c.projection == REBUILDING)
         self.lock_position = update(t).where(this_projection).values(position=t.c.position)
-        self.set_position = update(t).where(this_projection).values(position=bindparam("new_position"))
         p = tables.periods
         self.open_periods = select(p.c.id, *(p.c[name] for name in PERIOD_KEY)).where(
             p.c.episode_id == bindparam("key"), p.c.recorded_to.is_(None)
