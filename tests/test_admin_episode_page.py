@@ -16,11 +16,9 @@ from tests.pathways import admit, attend, complete_intake, define_standard_progr
 ROLES = ("admin", "clinician", "reviewer")
 
 
-
 @pytest.fixture
 def eps(panel):
     return panel.extensions["care_episodes"].episodes
-
 
 
 @pytest.fixture
