@@ -38,9 +38,9 @@ def capture(app: ProjectedEpisodes, episodes: int) -> tuple[Capture, float, int]
     engine = app.recorder.datastore.engine  # type: ignore[attr-defined]
     execute, execute_many = driver.execute, driver.execute_many
 
-    def captured_execute(connection: Any, prepared: Any, values: Any = driver._NONE) -> Any:
-        log.append((prepared.sql, prepared.parameters(values), False))
-        return execute(connection, prepared, values)
+    def captured_execute(connection: Any, prepared: Any, values: Any = None) -> Any:
+        log.append((prepared.sql, prepared.parameters(values or {}), False))
+        return execute(connection, prepared, values or {})
 
     def captured_execute_many(connection: Any, prepared: Any, rows: Any) -> None:
         log.append((prepared.sql, [prepared.parameters(row) for row in rows], True))

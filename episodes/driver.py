@@ -10,7 +10,7 @@ also a round trip.  So the few statements every command sends are:
   types' bind processors exactly as SQLAlchemy would, and executed on the DB-API cursor;
 * on PostgreSQL, sent in psycopg's **pipeline mode**: statements whose results are not needed
   yet are queued and go with the next one whose result is, or with the COMMIT.  A command then
-  waits on four round trips instead of eleven.
+  waits on three round trips instead of eleven.
 
 Everything else still goes through SQLAlchemy on the same connection: :func:`enable` makes
 any SQLAlchemy statement leave the pipeline first (psycopg returns no result description for

@@ -32,10 +32,11 @@ from sqlalchemy import (
     String,
     Table,
     Uuid,
-    insert,
-    update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Insert
 
 GENESIS = "0" * 64
 
@@ -125,18 +126,25 @@ def heads_digest(rows: Iterable[tuple[UUID, int, str]], access_head: str) -> str
     return h.hexdigest()
 
 
+def move_head(dialect: str) -> Insert:
+    """The statement that sets a stream's head (``stream_id``, ``version``, ``digest``): an
+    upsert, so a stream recorded before the heads table existed gets its row on its next event."""
+    upsert = (sqlite_insert if dialect == "sqlite" else postgresql_insert)(heads)
+    return upsert.on_conflict_do_update(
+        index_elements=[heads.c.stream_id],
+        set_={"version": upsert.excluded.version, "digest": upsert.excluded.digest},
+    )
+
+
 def advance_heads(session: Session, mapper: Mapper[Any], events: Iterable[Any]) -> None:
     """Move each stream's head to its newest saved event, in the saving transaction."""
     newest: dict[UUID, Any] = {}
     for event in events:
         newest[event.originator_id] = event
+    statement = move_head(session.get_bind().dialect.name)
     for stream_id, event in newest.items():
-        values = {"version": event.originator_version, "digest": event_digest(mapper, event)}
-        moved = session.execute(
-            update(heads).where(heads.c.stream_id == stream_id).values(**values)
-        ).rowcount
-        if not moved:
-            session.execute(insert(heads).values(stream_id=stream_id, **values))
+        session.execute(statement, {"stream_id": stream_id, "version": event.originator_version,
+                                    "digest": event_digest(mapper, event)})
 
 
 @dataclass(frozen=True)

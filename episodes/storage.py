@@ -68,7 +68,7 @@ def tune_engine(engine: Engine) -> None:
     engine.dispose()  # connections opened before the listener existed get the pragmas too
 
 
-_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 _SQLITE_WRITE_LOCK = text(f"UPDATE {EVENTS_TABLE} SET id = id WHERE 1 = 0")
 _EVENTS_TABLE_LOCK = text(f"LOCK TABLE {EVENTS_TABLE} IN EXCLUSIVE MODE")
 
@@ -95,7 +95,7 @@ def lock_stream(session: Session | Connection, stream_id: UUID) -> None:
     """
     dialect = (session.dialect if isinstance(session, Connection) else session.get_bind().dialect).name
     if dialect == "postgresql":
-        session.execute(_ADVISORY_LOCK, {"key": advisory_key(stream_id)})
+        session.execute(ADVISORY_LOCK, {"key": advisory_key(stream_id)})
     elif dialect == "sqlite":
         session.execute(_SQLITE_WRITE_LOCK)
 

@@ -25,8 +25,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import Mapper, Notification, StoredEvent
-from sqlalchemy import Connection, bindparam, insert, select, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, bindparam, insert, select
 
 from episodes import driver, integrity, storage
 
@@ -83,17 +82,9 @@ class StreamWriter:
         self._select_head = driver.Prepared(
             select(heads.c.version, heads.c.digest).where(heads.c.stream_id == bindparam("stream_id")), prepare
         )
-        # An upsert: a stream recorded before the heads table existed gets its row on its next event.
-        upsert = (sqlite.insert if self._sqlite else postgresql.insert)(heads)
-        self._move_head = driver.Prepared(
-            upsert.on_conflict_do_update(
-                index_elements=[heads.c.stream_id],
-                set_={"version": upsert.excluded.version, "digest": upsert.excluded.digest},
-            ),
-            prepare, ["stream_id", "version", "digest"],
-        )
+        self._move_head = driver.Prepared(integrity.move_head(dialect), prepare, ["stream_id", "version", "digest"])
         self._lock_table = driver.Prepared(storage.events_write_lock(dialect), prepare)
-        self._advisory_lock = driver.Prepared(text("SELECT pg_advisory_xact_lock(:key)"), prepare)
+        self._advisory_lock = driver.Prepared(storage.ADVISORY_LOCK, prepare)
         # Before any statement goes through the driver: an ORM session's commit (the projector
         # catching up in Episodes.save) must also end a pipeline.
         driver.enable(self.engine)
@@ -152,15 +143,12 @@ class StreamWriter:
 
     # ---------------------------------------------------------------- writing
 
-    def append(self, connection: Connection, events: Sequence[Any]) -> list[Appended]:
-        """Insert the new events of one stream and move its head (an upsert), in the
-        caller's transaction.  A concurrent append at the same version fails on the store's
-        unique (stream, version) index: the caller's transaction rolls back, nothing is lost."""
-        return self.queue_append(connection, events).appended()
-
     def queue_append(self, connection: Connection, events: Sequence[Any]) -> QueuedAppend:
-        """:meth:`append`, with the answer (the events' positions) read only when asked for:
-        on PostgreSQL, statements the caller queues meanwhile go in the same round trip."""
+        """Insert the new events of one stream and move its head (an upsert), in the caller's
+        transaction; their positions in the log are read only when asked for (on PostgreSQL,
+        statements the caller queues meanwhile go in the same round trip).  A concurrent
+        append at the same version fails on the store's unique (stream, version) index: the
+        caller's transaction rolls back, nothing is lost."""
         if not self._sqlite:
             driver.execute(connection, self._lock_table)
         inserted = []
