@@ -44,6 +44,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                         help="commands per writer (default 100, 25 with --quick)")
     parser.add_argument("--raw-seconds", type=float, metavar="S",
                         help="how long each raw single-row insert limit runs (default 5, 2 quick)")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="worker processes of the import and the rebuild (default: the library's "
+                             "choice, one per core; 0: all in one process)")
     parser.add_argument("--postgres-url", default=os.environ.get(
         "CARE_EPISODES_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_ADMIN_URL),
         help="a PostgreSQL server URL (its database is only used to create the scratch one)")
@@ -56,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     sizes = Sizes.choose(quick=args.quick, episodes=args.episodes, long_episode=args.long_episode,
                          command_episodes=args.command_episodes, repeats=args.repeats, writers=args.writers,
-                         writer_commands=args.writer_commands, raw_seconds=args.raw_seconds)
+                         writer_commands=args.writer_commands, raw_seconds=args.raw_seconds,
+                         workers=args.workers)
     reporter = Reporter(as_json=args.json)
     clear_payload_settings(reporter)
     reporter.log(f"{platform.python_implementation()} {platform.python_version()}, "

@@ -22,6 +22,7 @@ class Sizes:
     writers: int = 8  # concurrent writer processes (PostgreSQL)
     writer_commands: int = 100  # commands per writer
     raw_seconds: float = 5.0  # how long each raw single-row insert limit runs
+    workers: int | None = None  # worker processes of the import and the rebuild (None: the library's choice)
 
     @classmethod
     def choose(cls, *, quick: bool = False, episodes: int | None = None, **overrides: int) -> Sizes:

@@ -91,7 +91,9 @@ class Episodes(Application[UUID]):
     ):
         self.database_url = storage.database_url(url)
         self.clock: Clock = clock or SystemClock()
-        super().__init__({**storage.event_store_environment(self.database_url), **(env or {})})
+        # Kept so a worker process can open the same store the same way (episodes.workers).
+        self.settings: dict[str, str] = dict(env or {})
+        super().__init__({**storage.event_store_environment(self.database_url), **self.settings})
         engine = self.recorder.datastore.engine  # type: ignore[attr-defined]
         storage.tune_engine(engine)
         integrity.metadata.create_all(engine)
