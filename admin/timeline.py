@@ -9,7 +9,8 @@ dates are formatted, not escaped, as they cannot hold markup.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from enum import Enum
@@ -131,15 +132,23 @@ def _value_object_words(value: Any) -> str:
 _WORDING: dict[type, Callable[[Any], str]] = {}
 
 
-def rows(events: list) -> Markup:
+def anchor(version: int) -> str:
+    """The link to an event's row on the same page."""
+    return f"#v{version}"
+
+
+def rows(events: list, found: Corrections | None = None,
+         link: Callable[[int], str] = anchor) -> Markup:
     """The ``<tr>`` of each event (in recorded order), as the history table of the episode page
     shows them: corrections point at their target, and the corrected events say which later
-    version voided or amended them."""
-    found = corrections(events)
-    return Markup("".join([_row(event, found) for event in events]))
+    version voided or amended them.  ``found``: the corrections of a longer list than the rows
+    shown (a page of the history); ``link``: the address of another event's row (on the page,
+    or on the page that shows it)."""
+    found = corrections(events) if found is None else found
+    return Markup("".join([_row(event, found, link) for event in events]))
 
 
-def _row(e: Any, found: Corrections) -> str:
+def _row(e: Any, found: Corrections, link: Callable[[int], str]) -> str:
     name, version, envelope = type(e).__name__, e.originator_version, e.envelope
     target_version = getattr(e, "target_version", None)
     voided_by, amended_by = found.voided_by.get(version), found.amended_by.get(version, ())
@@ -148,12 +157,12 @@ def _row(e: Any, found: Corrections) -> str:
         + (" in-error" if name == "MarkedEnteredInError" else "")
     event = f"<strong>{_escaped(_words(name))}</strong>"
     if target_version:
-        event += f'<br>of <a href="#v{target_version}">version {target_version}</a>'
+        event += f'<br>of <a href="{link(target_version)}">version {target_version}</a>'
     if voided_by:
         event += (f'<br><span class="badge cancelled">voided</span> by '
-                  f'<a href="#v{voided_by}">v{voided_by}</a>')
+                  f'<a href="{link(voided_by)}">v{voided_by}</a>')
     for v in amended_by:
-        event += f'<br><span class="badge onhold">amended</span> by <a href="#v{v}">v{v}</a>'
+        event += f'<br><span class="badge onhold">amended</span> by <a href="{link(v)}">v{v}</a>'
     details = "".join(
         [f'<span class="field">{_escaped(changed)}: <del>{_escaped(before)}</del> → '
          f'<ins>{_escaped(after)}</ins></span>'
@@ -171,3 +180,38 @@ def _row(e: Any, found: Corrections) -> str:
         f'<td>{_escaped(envelope.reason or "")}</td>'
         f'<td class="details">{details}</td></tr>\n'
     )
+
+
+# ---------------------------------------------------------------- pages of a long history
+
+
+@dataclass(frozen=True)
+class Window:
+    """Which entries of a history (in recorded order) a page shows: ``[start, end)`` by index,
+    the latest ``size`` of those recorded before a version; and where its neighbours begin, as
+    the ``before`` version of their page (keyset paging: a link stays right as entries come)."""
+
+    start: int
+    end: int
+    total: int  # entries in the whole history
+    earlier: int | None  # ``before`` of the page of earlier entries; None: none earlier
+    later: int | None  # ``before`` of the page of later entries; None: the latest page
+    has_later: bool  # entries after this page
+
+
+def window(versions: Sequence[int], size: int, before: int | None = None) -> Window:
+    """The page of ``size`` entries ending before version ``before`` (the latest page when
+    None or past the end) of a history whose entries have these ``versions`` (ascending: a
+    ``range`` for a whole stream, a list for an as-of view that leaves some out)."""
+    total = len(versions)
+    end = total if before is None else bisect_left(versions, before)
+    start = max(0, end - size)
+    return Window(start=start, end=end, total=total,
+                  earlier=versions[start] if start > 0 else None,
+                  later=versions[end + size] if total - end > size else None,
+                  has_later=end < total)
+
+
+def whole(total: int) -> Window:
+    """Every entry on one page."""
+    return Window(start=0, end=total, total=total, earlier=None, later=None, has_later=False)

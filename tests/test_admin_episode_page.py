@@ -327,3 +327,167 @@ def test_the_page_reads_the_episode_row_and_the_stream_once(client, panel, story
     # Check both cards name the program.
     for page in (current, as_of):
         assert 'Adult IOP <span class="muted">(iop-adult)</span>' in page
+
+
+# ---------------------------------------------------------------- a long history, paged
+
+
+def versions_shown(page: str) -> list[int]:
+    return [int(v) for v in re.findall(r'<tr id="v(\d+)"', page)]
+
+
+def pager_link(page: str, name: str) -> str | None:
+    """The address of the history pager's link ``name`` (earlier, later, latest, all)."""
+    found = re.search(rf'id="history-{name}" href="([^"]*)"', page)
+    return found.group(1).replace("&amp;", "&") if found else None
+
+
+@pytest.fixture
+def paged(panel):
+    """Pages of 4 entries: the story's 15 events make 4 pages."""
+    panel.config["HISTORY_PAGE_SIZE"] = 4
+    return 4
+
+
+def test_a_history_that_fits_on_one_page_has_no_pager(client, story):
+    login(client, "reviewer")
+    page = client.get(f"/episodes/{story}").get_data(as_text=True)
+    assert versions_shown(page) == list(range(1, 16))
+    assert "history-pager" not in page
+
+
+def test_a_long_history_shows_its_latest_entries_and_links_to_the_earlier(client, story, paged):
+    login(client, "reviewer")
+    page = client.get(f"/episodes/{story}").get_data(as_text=True)
+    assert versions_shown(page) == [12, 13, 14, 15]
+    # Check the count and the figures are still those of every event.
+    assert "History <span class=\"count\">15</span>" in page
+    assert "Versions 12–15: 4 of 15 entries." in page
+    assert "6 attended, 0 missed" in re.sub(r"\s+", " ", page)
+    assert pager_link(page, "earlier") == f"/episodes/{story}?before=12"
+    assert pager_link(page, "later") is None and pager_link(page, "latest") is None
+    assert pager_link(page, "all") == f"/episodes/{story}?history=all"
+
+
+def test_the_earlier_links_page_back_to_the_first_event_and_forward_again(client, story, paged):
+    login(client, "reviewer")
+    seen, path = [], f"/episodes/{story}"
+    while path:
+        page = client.get(path).get_data(as_text=True)
+        seen.append(versions_shown(page))
+        path = pager_link(page, "earlier")
+    assert seen == [[12, 13, 14, 15], [8, 9, 10, 11], [4, 5, 6, 7], [1, 2, 3]]
+    # Check the first page links forward by key, then to the latest page.
+    assert pager_link(page, "later") == f"/episodes/{story}?before=8"
+    later = client.get(f"/episodes/{story}?before=8").get_data(as_text=True)
+    assert versions_shown(later) == [4, 5, 6, 7]
+    assert pager_link(later, "later") == f"/episodes/{story}?before=12"
+    last_but_one = client.get(f"/episodes/{story}?before=12").get_data(as_text=True)
+    assert pager_link(last_but_one, "later") == f"/episodes/{story}"
+    assert pager_link(last_but_one, "latest") == f"/episodes/{story}"
+
+
+def test_the_whole_history_on_one_page(client, story, paged):
+    login(client, "reviewer")
+    page = client.get(f"/episodes/{story}?history=all").get_data(as_text=True)
+    assert versions_shown(page) == list(range(1, 16))
+    assert "All 15 entries." in page
+    assert pager_link(page, "latest") == f"/episodes/{story}"
+    assert pager_link(page, "earlier") is None and pager_link(page, "all") is None
+
+
+def test_a_correction_links_to_the_page_of_the_event_it_corrects(client, story, paged):
+    login(client, "reviewer")
+    page = client.get(f"/episodes/{story}?before=12").get_data(as_text=True)  # versions 8-11
+    # v10 amends v9 (on this page); v11 is voided by v12 (on the latest page).
+    assert 'of <a href="#v9">version 9</a>' in page
+    assert f'voided</span> by <a href="/episodes/{story}?before=13#v12">v12</a>' in page
+    latest = client.get(f"/episodes/{story}").get_data(as_text=True)
+    assert f'of <a href="/episodes/{story}?before=12#v11">version 11</a>' in latest
+    assert versions_shown(client.get(f"/episodes/{story}?before=13").get_data(as_text=True))[-1] == 12
+
+
+def test_an_as_of_view_is_paged_and_its_links_keep_the_as_of(client, story, paged):
+    login(client, "reviewer")
+    page = client.get(f"/episodes/{story}?version=10").get_data(as_text=True)
+    assert versions_shown(page) == [7, 8, 9, 10]
+    assert "History <span class=\"count\">10</span>" in page
+    assert pager_link(page, "earlier") == f"/episodes/{story}?version=10&before=7"
+    earlier = client.get(f"/episodes/{story}?version=10&before=7").get_data(as_text=True)
+    assert versions_shown(earlier) == [3, 4, 5, 6] and "As of version 10" in earlier
+    # A clinical date leaves out what is dated after it: pages by the versions it keeps.
+    clinical = client.get(f"/episodes/{story}?effective_on=2026-05-12").get_data(as_text=True)
+    assert versions_shown(clinical) == [5, 6, 7, 15]  # v15: an authorization from 4 May
+    assert "History <span class=\"count\">8</span>" in clinical
+    assert pager_link(clinical, "earlier") == f"/episodes/{story}?effective_on=2026-05-12&before=5"
+    assert pager_link(clinical, "all") == f"/episodes/{story}?effective_on=2026-05-12&history=all"
+
+
+def test_the_access_log_records_the_history_page_asked_for(client, panel, story, paged):
+    login(client, "clinician")
+    client.get(f"/episodes/{story}?before=8")
+    client.get(f"/episodes/{story}?history=all")
+    entries = list(panel.extensions["care_episodes"].access.entries(episode_id=story))
+    assert [e.detail for e in entries] == ["episode page: before=8", "episode page: history=all"]
+
+
+@pytest.mark.parametrize("query", ["before=0", "before=x", "history=some", "before=3&history=all"])
+def test_a_bad_history_page_is_a_bad_request(client, story, query):
+    login(client, "reviewer")
+    assert client.get(f"/episodes/{story}?{query}").status_code == 400
+
+
+def test_a_page_before_the_first_version_links_to_the_latest(client, story, paged):
+    login(client, "reviewer")
+    page = client.get(f"/episodes/{story}?before=1").get_data(as_text=True)
+    assert versions_shown(page) == [] and "None of the 15 entries is before that version." in page
+    assert pager_link(page, "later") == f"/episodes/{story}?before=5"
+    assert versions_shown(client.get(f"/episodes/{story}?before=99").get_data(as_text=True)) == [
+        12, 13, 14, 15]
+
+
+def test_the_latest_page_is_the_same_from_the_read_models_or_from_the_fold(
+        client, panel, story, paged, monkeypatch):
+    """Today's page takes its heading from the read models' row when it is at the stream's last
+    version (and decodes only the page); folding the stream gives the same page."""
+    login(client, "clinician")
+    paths = [f"/episodes/{story}", f"/episodes/{story}?before=9", f"/episodes/{story}?before=3"]
+    fast = [client.get(p).get_data(as_text=True) for p in paths]
+    reads = panel.extensions["care_episodes"].reads
+    original = reads.episode_figures
+
+    def behind(*args, **kwargs):  # the row one version behind the stream: the page folds it
+        figures = original(*args, **kwargs)
+        from dataclasses import replace
+        return replace(figures, status=replace(figures.status, version=figures.status.version - 1))
+
+    monkeypatch.setattr(reads, "episode_figures", behind)
+    folded = [client.get(p).get_data(as_text=True) for p in paths]
+    token = re.compile(r'name="csrf_token" value="[^"]*"')
+    assert [token.sub("", p) for p in fast] == [token.sub("", p) for p in folded]
+    assert versions_shown(fast[1]) == [5, 6, 7, 8]
+
+
+def test_the_history_page_decodes_only_its_events_and_the_corrections(panel, story):
+    """episodes.history_page.read_page: the page's events as read_history gives them, with
+    every correction and every event one targets; the last version; not an episode's stream."""
+    from episodes import EpisodeNotFound
+    from episodes.history import read_history
+    from episodes.history_page import read_page
+    from episodes.program import program_id
+
+    app = panel.extensions["care_episodes"].episodes
+    everything = read_history(app, story)
+    with app.recorder.datastore.engine.connect() as connection:
+        latest = read_page(app, story, connection, size=3)
+        assert latest.events == everything[12:] and latest.head == 15
+        middle = read_page(app, story, connection, size=3, before=12)  # v9-v11
+        assert middle.events == everything[8:11]
+        # v10 amends v9, v12 voids v11: the corrections and their targets come with any page.
+        first = read_page(app, story, connection, size=2)
+        assert [e.originator_version for e in first.related] == [9, 10, 11, 12, 14, 15]
+        assert read_page(app, story, connection, size=5, before=1).events == []
+        assert read_page(app, story, connection, size=4, before=40).events == everything[11:]
+        for not_an_episode in (uuid4(), program_id("iop-adult")):
+            with pytest.raises(EpisodeNotFound):
+                read_page(app, not_an_episode, connection, size=3)

@@ -259,3 +259,33 @@ def test_a_clinician_has_no_users_page(page):
     expect(page.locator("nav[aria-label=Main] >> text=Users")).to_have_count(0)
     response = page.goto("/users")
     assert response is not None and response.status == 403
+
+
+@pytest.mark.browser
+def test_a_long_history_pages_back_and_shows_everything(page, panel, demo):
+    """The episode page shows the latest entries of a history; its links page to the earlier
+    ones and back, or show them all (pages of 5 here, 100 by default)."""
+    panel.config["HISTORY_PAGE_SIZE"] = 5
+    log_in(page, "reviewer")
+    page.goto("/episodes/?status=active&sort=admitted_on&dir=asc")
+    page.locator("table.episodes tbody tr").first.locator("a").first.click()
+    history = card(page, "History")
+    total = int(history.locator("h2 .count").inner_text())
+    assert total > 10
+    rows = history.locator("table.timeline tbody tr")
+    expect(rows).to_have_count(5)
+    expect(rows.last).to_have_id(f"v{total}")
+    expect(page.locator("#history-range")).to_have_text(f"Versions {total - 4}–{total}: 5 of {total} entries.")
+    page.click("#history-earlier")
+    expect(rows.first).to_have_id(f"v{total - 9}")
+    expect(rows.last).to_have_id(f"v{total - 5}")
+    page.click("#history-latest")
+    expect(rows.last).to_have_id(f"v{total}")
+    page.click("#history-all")
+    expect(rows).to_have_count(total)
+    expect(page.locator("#history-range")).to_have_text(f"All {total} entries.")
+    # Check every page view is in the access log with the history page asked for.
+    episode = UUID(page.url.split("/episodes/")[1].split("?")[0])
+    details = [e.detail for e in panel.extensions["care_episodes"].access.entries(episode_id=episode)]
+    assert details[-4:] == ["episode page", "episode page: before=" + str(total - 4),
+                            "episode page", "episode page: history=all"]

@@ -2,19 +2,23 @@
 
 The list's filters, search, sort and page are GET parameters, so a URL can be shared; a value
 the page does not know answers 400 (never 500). The episode page shows where the episode
-stands, every event of its history, its weekly hours, attendance, scores and authorizations,
-and can show the record as it stood at a version, at the end of a day, or on a clinical date.
+stands, its history (the latest entries of a long one, with links to the earlier ones), its
+weekly hours, attendance, scores and authorizations, and can show the record as it stood at a
+version, at the end of a day, or on a clinical date.
 Every view of either page is written to the access log.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 from uuid import UUID
 
 from flask import Blueprint, Response, abort, current_app, render_template, request, url_for
 from flask_login import current_user
+from markupsafe import escape
 
 from admin import charts, timeline
 from admin.security import EVERYONE, RECORDERS, roles
@@ -22,6 +26,7 @@ from admin.services import record_access, services
 from episodes import PATHWAY, EpisodeNotFound, EpisodeStatus, NotFound, allowed_commands
 from episodes.history import read_history
 from episodes.history import view as view_of
+from episodes.history_page import read_page
 from episodes.vocabulary import ASAM_LEVEL_CODES
 from projections.queries.attendance import DEFAULT_MISS_THRESHOLD as MISS_THRESHOLD
 from projections.queries.figures import EpisodeFigures
@@ -34,6 +39,7 @@ STATUSES = tuple(s.value for s in EpisodeStatus)
 LEVELS = tuple(sorted({code for codes in ASAM_LEVEL_CODES.values() for code in codes}, key=float))
 DATE_COLUMNS = {"referred_on", "admitted_on", "discharged_on", "recorded_at"}
 MAX_TEXT = 64  # the longest program code, clinic or search text accepted
+HISTORY_PAGE_SIZE = 100  # the most recent entries of a history a page shows (HISTORY_PAGE_SIZE)
 WEEK_WORDS = {"meets": "meets the minimum", "below": "below the minimum", "taper": "taper week",
               "partial": "partial week (not judged)", "on-hold": "on hold (not judged)"}
 
@@ -187,38 +193,80 @@ def _query_text() -> str:
 # ---------------------------------------------------------------- one episode
 
 
+@dataclass(frozen=True)
+class Heading:
+    """What the page's title and heading name: the patient and the status (of the record as
+    shown: today's, or as of a point)."""
+
+    patient_ref: str
+    status: EpisodeStatus
+
+
 @bp.route("/<uuid:episode_id>")
 @roles(*EVERYONE)
 def show(episode_id: UUID):  # noqa: ANN201
     svc = services()
     as_of = {"version": _integer("version"), "recorded_on": _date("recorded_on"),
              "effective_on": _date("effective_on")}
+    before, everything = _integer("before"), _choice("history", ("all",)) is not None
+    if before is not None and everything:
+        abort(400, description="Give only one of before and history.")
+    size, asked = _history_page_size(), any(v is not None for v in as_of.values())
     # The page's reads share one connection, without a transaction (see ReadModels.together);
     # the access-log entry is written in its own transaction.
     with svc.reads.together(transaction=False) as connection:
-        try:  # read and decoded once
-            events = read_history(svc.episodes, episode_id, connection, svc.history_mapper)
-        except EpisodeNotFound:
-            abort(404)
-        current = view_of(events)
-        view, as_of_error = current, None
-        if any(v is not None for v in as_of.values()):
-            recorded_at = _end_of_day(as_of["recorded_on"]) if as_of["recorded_on"] else None
-            try:  # as Episodes.episode does, from the events already read
-                view = view_of(events, version=as_of["version"], recorded_at=recorded_at,
-                               effective_on=as_of["effective_on"])
-            except NotFound as not_found:
-                as_of_error = str(not_found)
-        # "clinical": a clinical date by today's record, whose figures the read models can
-        # give; "recorded": the record as it stood at a version or a day (with or without a
-        # clinical date).
-        mode = None if view is current else (
-            "clinical" if not (as_of["version"] or as_of["recorded_on"]) else "recorded")
+        figures = page = None
+        if not asked:
+            figures = _figures(episode_id, None, with_status=True)
+        if figures is not None and not everything:
+            # Today's record, a page of its history: only that page is decoded (and the
+            # corrections), and no fold is needed when the read models are at the stream's
+            # last version, as their row then says what the fold would.
+            try:
+                page = read_page(svc.episodes, episode_id, connection, svc.history_mapper,
+                                 size=size, before=before)
+            except EpisodeNotFound:
+                abort(404)
+            if page.head != figures.status.version:  # they are behind: fold the stream
+                page = None
+        if page is not None:
+            status = figures.status
+            heading, latest_version = Heading(status.patient_ref, EpisodeStatus(status.status)), page.head
+            patient_ref = status.patient_ref
+            view, as_of_error, mode = None, None, None
+            shown, related = page.events, page.related
+            win = timeline.window(range(1, page.head + 1), size, before)
+        else:
+            try:  # read and decoded once
+                events = read_history(svc.episodes, episode_id, connection, svc.history_mapper)
+            except EpisodeNotFound:
+                abort(404)
+            current = view_of(events)
+            view, as_of_error = current, None
+            if asked:
+                recorded_at = _end_of_day(as_of["recorded_on"]) if as_of["recorded_on"] else None
+                try:  # as Episodes.episode does, from the events already read
+                    view = view_of(events, version=as_of["version"], recorded_at=recorded_at,
+                                   effective_on=as_of["effective_on"])
+                except NotFound as not_found:
+                    as_of_error = str(not_found)
+            # "clinical": a clinical date by today's record, whose figures the read models can
+            # give; "recorded": the record as it stood at a version or a day (with or without a
+            # clinical date).
+            mode = None if view is current else (
+                "clinical" if not (as_of["version"] or as_of["recorded_on"]) else "recorded")
+            if asked:  # else read above
+                figures = (_figures(episode_id, as_of["effective_on"], with_status=mode is None)
+                           if mode != "recorded" else None)
+            heading, latest_version = Heading(view.state.patient_ref, view.state.status), current.version
+            patient_ref = current.state.patient_ref
+            related = _known(events, view, as_of) if mode else events
+            win = (timeline.whole(len(related)) if everything else
+                   timeline.window([e.originator_version for e in related], size, before))
+            shown = related[win.start:win.end]
         query = _query_text()
-        record_access("read", episode_id=episode_id, patient_ref=current.state.patient_ref,
+        record_access("read", episode_id=episode_id, patient_ref=patient_ref,
                       detail=f"episode page: {query}" if query else "episode page")
-        figures = (_figures(episode_id, as_of["effective_on"], with_status=mode is None)
-                   if mode != "recorded" else None)
         status = figures.status if figures else None
         read = {
             # The status card names the program from the status row; the state card (as of
@@ -229,14 +277,60 @@ def show(episode_id: UUID):  # noqa: ANN201
             "then_and_now": (svc.reads.status_as_of(episode_id, as_of["effective_on"])
                              if mode == "clinical" else None),
         }
-    shown = _known(events, view, as_of) if mode else events
+    on_page = {e.originator_version for e in shown}
+    history_url = _history_url(episode_id, as_of)
     return render_template(
-        "episodes/episode.html", episode_id=episode_id, view=view, mode=mode, as_of=as_of,
-        as_of_error=as_of_error, timeline_rows=timeline.rows(shown),
-        timeline_length=len(shown), latest_version=current.version,
-        progress=_progress(status), commands=_commands(view.state.status) if mode is None else [],
+        "episodes/episode.html", episode_id=episode_id, view=view, heading=heading, mode=mode,
+        as_of=as_of, as_of_error=as_of_error,
+        timeline_rows=timeline.rows(shown, timeline.corrections(related),
+                                    _row_link(on_page, history_url)),
+        timeline_length=win.total, history_pager=_history_pager(win, [e.originator_version for e in shown], size,
+                                     everything, history_url),
+        latest_version=latest_version,
+        progress=_progress(status), commands=_commands(heading.status) if mode is None else [],
         **read,
     )
+
+
+def _history_page_size() -> int:
+    """How many entries of the history a page shows (the most recent, by default)."""
+    return int(current_app.config.get("HISTORY_PAGE_SIZE", HISTORY_PAGE_SIZE))
+
+
+def _history_url(episode_id: UUID, as_of: dict[str, Any]) -> Callable[..., str]:
+    """The address of a page of this history, in the same as-of view."""
+    kept = {k: v.isoformat() if isinstance(v, date) else v for k, v in as_of.items() if v}
+    return lambda **page: url_for("episodes.show", episode_id=episode_id, **kept, **page)
+
+
+def _row_link(on_page: set[int], history_url: Callable[..., str]) -> Callable[[int], str]:
+    """Where a correction's link to another event goes: its row on this page, or the page of
+    the history that ends with it."""
+    def link(version: int) -> str:
+        if version in on_page:
+            return f"#v{version}"
+        return str(escape(history_url(before=version + 1))) + f"#v{version}"
+    return link
+
+
+def _history_pager(win: timeline.Window, shown: list[int], size: int, everything: bool,
+                   history_url: Callable[..., str]) -> dict[str, Any] | None:
+    """The links between the history's pages (``shown``: the versions on this one); None when
+    every entry fits on one page."""
+    if win.total <= size and not win.earlier and not win.has_later:
+        return None
+    if everything:
+        return {"summary": f"All {win.total} entries.",
+                "latest": history_url(), "latest_label": f"Only the latest {size}"}
+    return {
+        "summary": (f"Versions {shown[0]}–{shown[-1]}: {len(shown)} of {win.total} entries."
+                    if shown else f"None of the {win.total} entries is before that version."),
+        "earlier": history_url(before=win.earlier) if win.earlier else None,
+        "later": (history_url(before=win.later) if win.later else history_url())
+        if win.has_later else None,
+        "latest": history_url() if win.has_later else None, "latest_label": "Latest",
+        "all": history_url(history="all"), "total": win.total,
+    }
 
 
 @bp.route("/<uuid:episode_id>/fhir.json")
