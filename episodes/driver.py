@@ -53,21 +53,22 @@ class Prepared:
             if not default.is_scalar:
                 raise ValueError(f"{column}: only constant column defaults can be prepared")
             self._defaults[column.key] = default.arg
-        self._processors = dict(compiled._bind_processors)  # bind name -> the type's converter
-        # Positional drivers (sqlite3): each bind's name and converter, in the statement's order.
-        self._order = (
-            tuple((name, self._processors.get(name)) for name in compiled.positiontup or ())
-            if dialect.positional else None
-        )
+        processors = compiled._bind_processors  # bind name -> the type's converter
+        # Each bind's name, converter (or None) and value when none is given, in the
+        # statement's order for positional drivers (sqlite3), else the compiled binds' order.
+        names = compiled.positiontup if dialect.positional else list(self._defaults)
+        self._binds = tuple((name, processors.get(name), self._defaults.get(name)) for name in names or ())
+        self._names = None if dialect.positional else tuple(name for name, _, _ in self._binds)
 
     def parameters(self, values: Mapping[str, Any]) -> Any:
-        merged = {**self._defaults, **values} if self._defaults else values
-        if self._order is not None:
-            return tuple([merged[name] if convert is None else convert(merged[name]) for name, convert in self._order])
-        processors = self._processors
-        if processors:
-            return {name: processors[name](value) if name in processors else value for name, value in merged.items()}
-        return merged
+        """The driver's parameters for ``values`` (by bind name; a name not given takes the
+        statement's own value or the column's default, else NULL, as SQLAlchemy would)."""
+        get = values.get
+        converted = [get(name, default) if convert is None else convert(get(name, default))
+                     for name, convert, default in self._binds]
+        if self._names is None:
+            return tuple(converted)
+        return dict(zip(self._names, converted))
 
 
 class Statements:
@@ -137,50 +138,56 @@ def _leave_quietly(connection: Connection) -> None:
     leave_pipeline(connection, quietly=True)
 
 
-def _dbapi(connection: Connection) -> Any:
-    return connection.connection.driver_connection
-
-
 @contextmanager
 def _translated(connection: Connection, statement: str | None = None) -> Iterator[None]:
     """The driver's errors as SQLAlchemy's (``sqlalchemy.exc.IntegrityError`` and the rest)."""
-    dbapi = connection.dialect.loaded_dbapi
     try:
         yield
-    except dbapi.Error as error:
-        raise exc.DBAPIError.instance(statement, None, error, dbapi.Error) from error
+    except connection.dialect.loaded_dbapi.Error as error:
+        raise _translation(connection, statement, error) from error
+
+
+def _translation(connection: Connection, statement: str | None, error: Exception) -> exc.DBAPIError:
+    return exc.DBAPIError.instance(statement, None, error, connection.dialect.loaded_dbapi.Error)
 
 
 def cursor(connection: Connection) -> Any:
     """A cursor on the connection's driver connection; on PostgreSQL inside a pipeline, so the
     statements executed on it are queued until a result is fetched or the pipeline is left."""
-    driver = _dbapi(connection)
-    if connection.dialect.name == "postgresql":
-        info = connection.connection.info
-        if _PIPELINE not in info:
-            context = driver.pipeline()
-            info[_PIPELINE] = (context, context.__enter__())
-    return driver.cursor()
+    pooled = connection.connection
+    if connection.dialect.name == "postgresql" and _PIPELINE not in pooled.info:
+        context = pooled.driver_connection.pipeline()
+        pooled.info[_PIPELINE] = (context, context.__enter__())
+    return pooled.driver_connection.cursor()
 
+
+# execute, execute_many and fetch_one run for every statement of every command: they catch the
+# driver's errors with a plain try/except (a context manager costs more than SQLite's insert).
 
 def execute(connection: Connection, prepared: Prepared, values: Mapping[str, Any] = _NONE) -> Any:
     """Execute (on PostgreSQL: queue) one statement; the cursor holds its result."""
     cur = cursor(connection)
-    with _translated(connection, prepared.sql):
+    try:
         cur.execute(prepared.sql, prepared.parameters(values))
+    except connection.dialect.loaded_dbapi.Error as error:
+        raise _translation(connection, prepared.sql, error) from error
     return cur
 
 
 def execute_many(connection: Connection, prepared: Prepared, rows: Sequence[Mapping[str, Any]]) -> None:
     cur = cursor(connection)
-    with _translated(connection, prepared.sql):
+    try:
         cur.executemany(prepared.sql, [prepared.parameters(row) for row in rows])
+    except connection.dialect.loaded_dbapi.Error as error:
+        raise _translation(connection, prepared.sql, error) from error
 
 
 def fetch_one(connection: Connection, cur: Any) -> Any:
     """The first row of a cursor's result (on PostgreSQL: everything queued is sent first)."""
-    with _translated(connection):
+    try:
         return cur.fetchone()
+    except connection.dialect.loaded_dbapi.Error as error:
+        raise _translation(connection, None, error) from error
 
 
 def leave_pipeline(connection: Connection, *, quietly: bool = False) -> None:
