@@ -22,7 +22,7 @@ from benchmarks.backends import (
 )
 from benchmarks.context import Sizes
 from benchmarks.figures import Reporter
-from benchmarks.runner import clear_payload_settings, run_backend
+from benchmarks.runner import chosen_stages, clear_payload_settings, run_backend
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -44,6 +44,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                         help="commands per writer (default 100, 25 with --quick)")
     parser.add_argument("--raw-seconds", type=float, metavar="S",
                         help="how long each raw single-row insert limit runs (default 5, 2 quick)")
+    parser.add_argument("--stages", metavar="NAMES",
+                        help="only these stages, comma-separated (bulk_import, rebuild, commands, panel, "
+                             "memory, concurrency), with the ones they need (e.g. panel: bulk_import, rebuild)")
     parser.add_argument("--workers", type=int, metavar="N",
                         help="worker processes of the import and the rebuild (default: the library's "
                              "choice, one per core; 0: all in one process)")
@@ -52,7 +55,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="a PostgreSQL server URL (its database is only used to create the scratch one)")
     parser.add_argument("--database", default=DEFAULT_POSTGRES_DATABASE,
                         help="the scratch PostgreSQL database, created and dropped by the run")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    try:
+        chosen_stages(args.stages, "postgres")
+    except ValueError as error:
+        parser.error(f"--stages: {error}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                   "SQLite only", file=sys.stderr)
             return 2
         try:
-            ctx = run_backend(backend, sizes, reporter)
+            ctx = run_backend(backend, sizes, reporter, chosen_stages(args.stages, name))
             problems += ctx.facts.get("problems", [])  # type: ignore[arg-type]
         finally:
             backend.close()
