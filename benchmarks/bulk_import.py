@@ -4,7 +4,9 @@ The library's import path (``episodes.importing.import_episodes``, plain
 :class:`episodes.Episodes`, no inline read models) over the demo episodes given as histories
 of commands (``workload.histories``): every command validated by its schema and decided by the
 episode in memory, the events encoded and hash-chained, then written many episodes to a
-transaction.  The figure is the whole call, from the input to the last commit.
+transaction; a large input is decided in worker processes (``--workers``, default one per
+core) while the importing process writes.  The figure is the whole call, from the input to
+the last commit, worker start-up included.
 
 Limit: raw multi-row INSERTs of the same payloads in large transactions.
 """
@@ -35,12 +37,14 @@ def run(ctx: Context) -> None:
         ctx.log(f"importing {len(histories)} historical episodes, {expected} events "
                 "(episodes.importing.import_episodes)")
         start = time.perf_counter()
-        summary = import_episodes(app, histories, actor=IMPORT_ACTOR)
+        summary = import_episodes(app, histories, actor=IMPORT_ACTOR, workers=ctx.sizes.workers)
         seconds = time.perf_counter() - start
         if (summary.imported, summary.events) != (len(histories), expected):
             ctx.problem(f"imported {summary.imported} episodes and {summary.events} events "
                         f"of {len(histories)} and {expected}")
         ctx.note("imported_events", summary.events)
+        ctx.note("import_workers", summary.workers)  # 0: decided in the importing process
+        ctx.note("import_decided_by_workers", summary.decided_by_workers)  # histories
         ctx.typical_episode = max(lengths, key=lambda episode_id: lengths[episode_id])
         ctx.note("longest_demo_episode_events", lengths[ctx.typical_episode])
         ctx.note("mean_events_per_episode", round(expected / len(lengths), 1))

@@ -134,9 +134,12 @@ def demo(ctx: _AppContext, count: int, seed: int) -> None:
               help="About this many events (whole episodes) per transaction.")
 @click.option("--check", "dry_run", is_flag=True,
               help="Validate and decide every episode, write nothing.")
+@click.option("--workers", type=click.IntRange(min=0), metavar="N",
+              help="Processes deciding the episodes while this one writes (default: one per "
+              "core; 0: this process only).  A small file is always decided in this process.")
 @pass_app
 def import_command(ctx: _AppContext, file: Any, actor_spec: str, correlation_id: str | None,
-                   batch_events: int, dry_run: bool) -> None:
+                   batch_events: int, dry_run: bool, workers: int | None) -> None:
     """Import historical episodes from FILE (JSON Lines, one episode a line; - for stdin).
 
     Each line: {"commands": [{"command": "refer", "data": {...}, "actor": {"id": ..., "role":
@@ -158,7 +161,7 @@ def import_command(ctx: _AppContext, file: Any, actor_spec: str, correlation_id:
     try:
         summary = import_episodes(ctx.app, read_json_lines(file), actor=actor,
                                   correlation_id=correlation_id, batch_events=batch_events,
-                                  dry_run=dry_run, progress=progress)
+                                  dry_run=dry_run, progress=progress, workers=workers)
     except ImportRejected as rejected:
         click.echo(f"error: {rejected}", err=True)
         click.echo("Nothing of that episode's batch was written"
@@ -171,7 +174,8 @@ def import_command(ctx: _AppContext, file: Any, actor_spec: str, correlation_id:
     seconds = time.perf_counter() - start
     rate = f", {summary.events / seconds:,.0f} events/s" if seconds > 0 and summary.events else ""
     click.echo(f"{summary.imported} episodes {verb} ({summary.events} events) in {seconds:.1f} s"
-               f"{rate}; {len(summary.skipped)} skipped (already in the database).")
+               f"{rate}; {len(summary.skipped)} skipped (already in the database)."
+               + (f"  Decided by {summary.workers} worker processes." if summary.workers else ""))
     if not dry_run:
         click.echo(f"Correlation id {correlation_id}.  The read models are not updated by an "
                    "import: run `care-episodes project` to bring them up to date.")

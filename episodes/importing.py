@@ -12,14 +12,19 @@ schema, the actor's permission, the pathway and the clinical-date rules, decided
   transaction, one stream reload and one head update per event;
 * without a cipher, each event is transcoded once: the same bytes are its stored state and
   feed its hash-chain digest (with a cipher, the digest is of the clear form, as always);
-* each distinct command input is validated by marshmallow once (:mod:`episodes.validation_cache`).
+* each distinct command input is validated by marshmallow once (:mod:`episodes.validation_cache`);
+* a large input is decided in worker processes, one per core, while this process writes
+  (:mod:`episodes.import_parallel`): deciding is pure Python, writing is the database's.
+  The batches are still written here, one after the other in input order, so what is stored
+  is byte for byte what one process stores (with the same clock).
 
 What stays the same, for an auditor:
 
 * **the stream id** derives from the referral's command id exactly as a live referral's does,
   so importing the same file again skips the episodes already there (reported as skipped);
 * **the recorded time** is the application's clock at the import, never back-dated; the
-  clinical dates come from the source;
+  clinical dates come from the source (with worker processes, each reads the same clock when
+  it decides an event, so across episodes the times need not rise in notification order);
 * **the hash chain**: ``envelope.previous_hash`` is ``integrity.GENESIS`` for the referral and
   the digest of the event before it otherwise, and each stream's head row is written in the
   same transaction as its events;
@@ -36,13 +41,15 @@ brings them up to date afterwards, as it does after any write it has not seen.
 
 Modules: :mod:`episodes.import_input` (the input and its errors),
 :mod:`episodes.import_decider` (deciding a history), :mod:`episodes.validation_cache`,
-:mod:`episodes.bulk_insert` (the writes); this one runs the batches.
+:mod:`episodes.import_parallel` (the worker processes), :mod:`episodes.bulk_insert` (the
+writes); this one runs the batches.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 from uuid import UUID
 
@@ -59,9 +66,15 @@ from episodes.import_input import (
     history_from_json,
     read_json_lines,
 )
+from episodes.import_parallel import DecidingPool, SortedBatch, commands_in, decide_all
 from episodes.values import Actor
+from episodes.workers import StoreSpec, worker_count
 
 DEFAULT_BATCH_EVENTS = 10_000  # events per transaction, as the raw limit's transactions
+# Below this many commands, worker processes cost more than they save (each takes about 1.5 s
+# of CPU to start, importing the library; deciding in them costs ~10% more: pickling, a
+# validation cache each): the histories are decided in the importing process.
+MIN_PARALLEL_COMMANDS = 20_000
 
 
 @dataclass
@@ -71,6 +84,8 @@ class ImportSummary:
     episode_ids: list[UUID] = field(default_factory=list)  # those episodes, in input order
     skipped: list[UUID] = field(default_factory=list)  # episodes already in the store
     batches: int = 0  # transactions committed
+    workers: int = 0  # worker processes started (0: all decided in the importing process)
+    decided_by_workers: int = 0  # histories the workers decided (the others: the importing process)
 
 
 def import_episodes(
@@ -82,13 +97,17 @@ def import_episodes(
     batch_events: int = DEFAULT_BATCH_EVENTS,
     dry_run: bool = False,
     progress: Callable[[ImportSummary], None] | None = None,
+    workers: int | None = None,
 ) -> ImportSummary:
     """Import episode histories into ``app`` (an :class:`episodes.Episodes`).
 
     ``actor`` runs the import (it must be allowed to record) and stands for the commands that
     name no actor of their own.  ``correlation_id`` is given to every imported event that has
     none in its data (default: its command id, as ``execute`` does).  ``progress`` is called
-    with the running summary after each batch.  Raises :class:`ImportRejected`.
+    with the running summary after each batch.  ``workers``: how many processes decide the
+    histories while this one writes (``None``: one per core; 0 or 1: this process only); an
+    input of one batch or fewer than :data:`MIN_PARALLEL_COMMANDS` commands, or an in-memory
+    database, is decided here.  Raises :class:`ImportRejected`.
     """
     if not isinstance(actor, Actor):
         raise TypeError(f"actor must be an episodes.Actor, not {type(actor).__name__}")
@@ -97,21 +116,62 @@ def import_episodes(
     if batch_events < 1:
         raise ValueError("batch_events must be at least 1")
     programs = {definition.code: definition for definition in app.programs()}
-    decider = Decider(app.mapper, app.clock, programs, actor, correlation_id)
     writer = _Writer(app)
     summary = ImportSummary()
     seen: dict[UUID, str | None] = {}  # the episodes of this import, and where each came from
-    for batch in _batches(histories, batch_events):
-        skipped, work = writer.sort_out(batch, seen)
-        planned = []
-        for item in work:  # the first rejection ends the import before its batch is written
-            if isinstance(item, ImportRejected):
-                raise item
-            planned.append(decider.decide(item))
-        _write(writer, summary, skipped, planned, dry_run)
-        if progress is not None:
-            progress(summary)
+    batches = (writer.sort_out(batch, seen) for batch in _batches(histories, batch_events))
+    spec = StoreSpec.of(app)
+    count = worker_count(workers, spec)
+    large, batches = _look_ahead(batches, MIN_PARALLEL_COMMANDS) if count else (False, batches)
+    decider = Decider(app.mapper, app.clock, programs, actor, correlation_id)
+    pool = DecidingPool(count, spec, programs, actor, correlation_id, decider) if large else None
+    summary.workers = count if large else 0
+    try:
+        decided = pool.decided(batches) if pool is not None else _decided_here(decider, batches)
+        for skipped, planned in decided:
+            _write(writer, summary, skipped, planned, dry_run)
+            if pool is not None:
+                summary.decided_by_workers = pool.histories_in_workers
+            if progress is not None:
+                progress(summary)
+    finally:
+        if pool is not None:
+            pool.close()
     return summary
+
+
+def _decided_here(decider: Decider, batches: Iterator[SortedBatch]
+                  ) -> Iterator[tuple[list[UUID], list[Planned]]]:
+    """Each batch decided in this process; the first rejection ends the import before its
+    batch is written."""
+    for skipped, work in batches:
+        outcome = decide_all(decider, work)
+        if isinstance(outcome, ImportRejected):
+            raise outcome
+        yield skipped, outcome
+
+
+def _look_ahead(batches: Iterator[SortedBatch], commands: int
+                ) -> tuple[bool, Iterator[SortedBatch]]:
+    """Is the input worth worker processes (more than one batch, at least ``commands``
+    commands)?  And the same batches again, those read to find out first.  An error reading
+    the input is kept for its turn, after the batches before it."""
+    ahead: list[SortedBatch] = []
+    seen_commands = 0
+    try:
+        for batch in batches:
+            ahead.append(batch)
+            seen_commands += commands_in(batch[1])
+            if len(ahead) > 1 and seen_commands >= commands:
+                return True, chain(ahead, batches)
+    except Exception as error:  # noqa: BLE001 - raised in its turn
+        return False, chain(ahead, _raising(error))
+    return False, iter(ahead)
+
+
+def _raising(error: Exception) -> Iterator[SortedBatch]:
+    raise error
+    yield  # a generator: the error comes when the batches before it are done
 
 
 def _write(writer: _Writer, summary: ImportSummary, skipped: list[UUID], planned: list[Planned],
@@ -152,8 +212,7 @@ class _Writer:
         self.engine = app.recorder.datastore.engine
         self.inserter = BulkInserter(app.recorder)
 
-    def sort_out(self, batch: list[EpisodeHistory], seen: dict[UUID, str | None]
-                 ) -> tuple[list[UUID], list[Any]]:
+    def sort_out(self, batch: list[EpisodeHistory], seen: dict[UUID, str | None]) -> SortedBatch:
         """The batch's episodes already stored (skipped), and the work: each other history,
         or the rejection of one whose referral repeats another of this import."""
         ids = [history.stream_id() for history in batch]

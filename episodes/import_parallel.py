@@ -1,0 +1,178 @@
+"""Deciding the import's histories in worker processes while the importing process writes.
+
+Deciding a history (validating, deciding, encoding, chaining) is pure Python and needs no
+database (:mod:`episodes.import_decider`), so it spreads over processes; writing stays in the
+importing process, one batch a transaction, in input order.  Each batch is cut into chunks of
+about :data:`CHUNK_COMMANDS` commands, so that every worker has work even when a batch is one
+transaction's worth; the chunks' outcomes are taken back in order, and the first rejection of
+a batch stops the import before that batch is written, as in one process.  Between writes,
+the importing process decides the chunks no worker has started yet instead of waiting (it
+has the same decider): workers take a second or more to start, and a busy machine may give
+them little time.
+
+A worker is started with ``spawn`` (:mod:`episodes.workers`): it opens the store as the
+application did (:class:`StoreSpec`) only to build the same mapper (transcodings, cipher,
+compression), then builds one :class:`Decider` with the program definitions, the actor and the
+correlation id the importing process read, and the same clock.  Workers ignore Ctrl-C: the
+importing process gets it and shuts them down.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from itertools import chain
+from uuid import UUID
+
+from episodes.import_decider import Decider, Planned
+from episodes.import_input import EpisodeHistory, ImportRejected
+from episodes.program import ProgramDefinition
+from episodes.values import Actor
+from episodes.workers import StoreSpec, context
+
+# A batch's histories to decide, in input order; a rejection made before deciding (the same
+# referral twice in one import) stands at the place of its history.
+Work = Sequence[EpisodeHistory | ImportRejected]
+Outcome = list[Planned] | ImportRejected  # the decided histories, or the first rejection
+SortedBatch = tuple[list[UUID], Work]  # a batch's episodes already stored, and its work
+
+CHUNK_COMMANDS = 1_000  # commands a worker decides per task: small enough to share a batch
+DECIDE_HERE_TOO = True  # the importing process decides the chunks no worker has started
+
+
+def decide_all(decider: Decider, work: Work) -> Outcome:
+    """The histories decided in order, or the first rejection (made earlier, or the decider's)."""
+    planned: list[Planned] = []
+    for item in work:
+        if isinstance(item, ImportRejected):
+            return item
+        try:
+            planned.append(decider.decide(item))
+        except ImportRejected as rejected:
+            return rejected
+    return planned
+
+
+def commands_in(work: Work) -> int:
+    return sum(len(item.commands) for item in work if isinstance(item, EpisodeHistory))
+
+
+class DecidingPool:
+    """Worker processes deciding batches, helped by this process; :meth:`decided` keeps the
+    input order."""
+
+    def __init__(self, workers: int, spec: StoreSpec, programs: Mapping[str, ProgramDefinition],
+                 actor: Actor, correlation_id: str | None, here: Decider):
+        self.workers = workers
+        self.here = here  # this process's decider, for the chunks no worker has started
+        self.histories_in_workers = 0  # decided by the workers so far (the others here)
+        self.executor = ProcessPoolExecutor(
+            workers, mp_context=context(), initializer=_start_worker,
+            initargs=(spec, dict(programs), actor, correlation_id))
+
+    def decided(self, batches: Iterator[SortedBatch]) -> Iterator[tuple[list[UUID], list[Planned]]]:
+        """Each batch's skipped episodes and decided histories, in input order, while the
+        next batches are being decided; raises the first rejection when its batch's turn comes.
+
+        At most ``workers + 1`` batches are read ahead (the input may be far larger than
+        memory).  An error reading the input is raised in its turn too: after the batches
+        read before it, as in one process."""
+        pending: deque[tuple[list[UUID], list[_Chunk]]] = deque()
+        input_error: Exception | None = None
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) <= self.workers:
+                try:
+                    skipped, work = next(batches)
+                except StopIteration:
+                    exhausted = True
+                except Exception as error:  # noqa: BLE001 - raised below, in its turn
+                    input_error, exhausted = error, True
+                else:
+                    pending.append((skipped, [_Chunk(chunk, self.executor.submit(_decide, chunk))
+                                              for chunk in _chunks(work)]))
+            if not pending:
+                break
+            skipped, chunks = pending.popleft()
+            planned: list[Planned] = []
+            for index, chunk in enumerate(chunks):
+                outcome = self._outcome(chunk, chain(chunks[index + 1:],
+                                                     *(later for _, later in pending)))
+                if isinstance(outcome, ImportRejected):
+                    raise outcome
+                planned.extend(outcome)
+                if chunk.outcome is None:
+                    self.histories_in_workers += len(outcome)
+            yield skipped, planned
+        if input_error is not None:
+            raise input_error
+
+    def _outcome(self, chunk: _Chunk, later: Iterator[_Chunk]) -> Outcome:
+        """The chunk's outcome.  Rather than wait, this process decides the chunk itself if no
+        worker has started it, else the next chunks no worker has started (workers take a
+        second or more to start, and this process has little else to do between writes)."""
+        chunk.take_here(self.here)
+        while chunk.outcome is None and not chunk.future.done():
+            if not any(spare.take_here(self.here) for spare in later):
+                break  # every chunk is taken: wait for the worker
+        return chunk.result()
+
+    def close(self) -> None:
+        """Stop the workers: chunks not started are dropped, running ones finish; returns
+        once every worker process has exited."""
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+class _Chunk:
+    """Some histories of a batch, submitted to the workers, or decided here instead."""
+
+    def __init__(self, work: Work, future: Future[Outcome]):
+        self.work = work
+        self.future = future
+        self.outcome: Outcome | None = None  # when decided in this process
+
+    def take_here(self, decider: Decider) -> bool:
+        """Decide the chunk in this process if no worker has started it (True if so)."""
+        if not DECIDE_HERE_TOO or self.outcome is not None or not self.future.cancel():
+            return False
+        self.outcome = decide_all(decider, self.work)
+        return True
+
+    def result(self) -> Outcome:
+        return self.outcome if self.outcome is not None else self.future.result()
+
+
+def _chunks(work: Work) -> Iterator[list[EpisodeHistory | ImportRejected]]:
+    chunk: list[EpisodeHistory | ImportRejected] = []
+    commands = 0
+    for item in work:
+        chunk.append(item)
+        commands += len(item.commands) if isinstance(item, EpisodeHistory) else 1
+        if commands >= CHUNK_COMMANDS:
+            yield chunk
+            chunk, commands = [], 0
+    if chunk:
+        yield chunk
+
+
+# ---------------------------------------------------------------- in the worker process
+
+_decider: Decider | None = None
+
+
+def _start_worker(spec: StoreSpec, programs: Mapping[str, ProgramDefinition], actor: Actor,
+                  correlation_id: str | None) -> None:
+    global _decider
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the importing process stops the workers
+    app = spec.open()
+    try:
+        _decider = Decider(app.mapper, spec.clock, programs, actor, correlation_id)
+    finally:
+        app.close()  # the mapper needs no connection
+
+
+def _decide(work: Work) -> Outcome:
+    assert _decider is not None, "the worker's initializer builds the decider"
+    return decide_all(_decider, work)
