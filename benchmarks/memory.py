@@ -9,7 +9,13 @@ The peak is the child's ``ru_maxrss``, as ``getrusage(RUSAGE_CHILDREN)`` reports
 measuring process started for each child (see ``MEASURER``), so no other child, and not the
 benchmark process itself, can hide or inflate it.
 
-Run as a child: ``python -m benchmarks.memory rebuild|export|baseline URL``.
+A rebuild may pass the streams in several processes (``projections.rebuild``): its figure is
+then the **sum** of the peaks (the rebuilding process's and each worker's own, ``VmHWM``), the
+memory the machine needs for it (``ru_maxrss`` of the children would give the largest one
+only).  Both sizes are rebuilt with the same number of processes, the number the library
+chooses (or ``--workers`` gives) for the full size, so flat still means flat per process.
+
+Run as a child: ``python -m benchmarks.memory rebuild|export|baseline URL [PROCESSES]``.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from pathlib import Path
 from benchmarks import workload
 from benchmarks.context import Context
 from episodes import Episodes
+
+PEAKS = "peaks_kib"  # the line on which a rebuild child gives the peak of each of its processes
 
 ROOT = Path(__file__).resolve().parent.parent
 MODES = ("baseline", "rebuild", "export")
@@ -37,8 +45,8 @@ class _Discard:
         return len(text)
 
 
-def child(mode: str, url: str) -> str:
-    """What the child process does; returns a line for its parent."""
+def child(mode: str, url: str, processes: int | None = None) -> str:
+    """What the child process does; returns a line for its parent (a rebuild: two)."""
     app = Episodes(url, clock=workload.bench_clock())
     try:
         if mode == "baseline":  # the libraries imported and the application opened
@@ -46,9 +54,14 @@ def child(mode: str, url: str) -> str:
 
             return "opened"
         if mode == "rebuild":
-            from projections.rebuild import rebuild
+            from projections.rebuild import Rebuild
+            from projections.rebuild_workers import own_peak_rss_kib
 
-            return f"{rebuild(app)} events applied"
+            job = Rebuild(app, workers=processes)
+            applied = job.run()
+            peaks = [own_peak_rss_kib(), *job.worker_peaks_kib]
+            return (f"{applied} events applied in {job.processes_used} processes\n"
+                    f"{PEAKS} {' '.join(map(str, peaks))}")
         from projections import ReadModels
 
         sink = _Discard()
@@ -70,30 +83,51 @@ MEASURER = (
 )
 
 
-def peak_rss(mode: str, url: str) -> tuple[float, str]:
-    """Run ``mode`` in a child process: (its peak resident memory in MiB, what it said)."""
+def peak_rss(mode: str, url: str, processes: int | None = None) -> tuple[float, str]:
+    """Run ``mode`` in a child process: (its peak resident memory in MiB, what it said).  A
+    rebuild's peak is the sum of its processes' peaks (``processes``: as its ``workers``)."""
+    extra = [] if processes is None else [str(processes)]
     done = subprocess.run(
-        [sys.executable, "-c", MEASURER, sys.executable, "-m", "benchmarks.memory", mode, url],
+        [sys.executable, "-c", MEASURER, sys.executable, "-m", "benchmarks.memory", mode, url, *extra],
         cwd=ROOT, capture_output=True, text=True, check=False,
     )
     if done.returncode != 0:
         raise RuntimeError(f"the {mode} child failed ({done.returncode}):\n{done.stderr}")
     *said, peak_kib = done.stdout.strip().splitlines()
+    peaks = [line.split()[1:] for line in said if line.startswith(PEAKS)]
+    said = [line for line in said if not line.startswith(PEAKS)]
+    if peaks:  # each process's own peak: their sum
+        return sum(int(kib) for kib in peaks[0]) / 1024, " ".join(said)
     return int(peak_kib) / 1024, " ".join(said)  # Linux reports KiB
 
 
-def measure_database(ctx: Context, url: str, label: str) -> dict[str, float]:
+def measure_database(ctx: Context, url: str, label: str, processes: int) -> dict[str, float]:
     peaks = {}
     for mode in MODES:
-        peaks[mode], said = peak_rss(mode, url)
+        peaks[mode], said = peak_rss(mode, url, processes if mode == "rebuild" else None)
         ctx.log(f"memory {label}: {mode}: peak {peaks[mode]:.1f} MiB ({said})")
     ctx.note(f"memory_{label}_peaks_mib", {m: round(v, 1) for m, v in peaks.items()})
     return peaks
 
 
+def rebuild_processes(url: str, workers: int | None) -> int:
+    """The processes a rebuild of ``url`` uses when asked for ``workers`` (None: the library's
+    choice for that database's size)."""
+    from projections.rebuild import Rebuild
+
+    app = Episodes(url, clock=workload.bench_clock())
+    try:
+        return Rebuild(app, workers=workers).processes_for(app.recorder.max_notification_id() or 0)
+    finally:
+        app.close()
+
+
 def run(ctx: Context) -> None:
-    """After the other main-database stages: the full size, then a small database."""
-    large = measure_database(ctx, ctx.main_url, "full")
+    """After the other main-database stages: the full size, then a small database, each
+    rebuilt with the processes the full size gets."""
+    processes = rebuild_processes(ctx.main_url, ctx.sizes.workers)
+    ctx.note("memory_rebuild_processes", processes)
+    large = measure_database(ctx, ctx.main_url, "full", processes)
     small_url = ctx.backend.fresh("small")
     app = Episodes(small_url, clock=workload.bench_clock())
     try:
@@ -101,12 +135,12 @@ def run(ctx: Context) -> None:
         ctx.note("memory_small_events", seeded.commands)
     finally:
         app.close()
-    small = measure_database(ctx, small_url, "small")
+    small = measure_database(ctx, small_url, "small", processes)
     for mode, name in (("rebuild", "memory.rebuild"), ("export", "memory.audit_export")):
         ctx.emit(name, large[mode], "MiB", small[mode], lower_is_better=True)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in MODES:
-        sys.exit(f"usage: python -m benchmarks.memory {{{'|'.join(MODES)}}} URL")
-    print(child(sys.argv[1], sys.argv[2]))
+    if len(sys.argv) not in (3, 4) or sys.argv[1] not in MODES:
+        sys.exit(f"usage: python -m benchmarks.memory {{{'|'.join(MODES)}}} URL [PROCESSES]")
+    print(child(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) == 4 else None))

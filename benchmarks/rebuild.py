@@ -2,7 +2,8 @@
 
 The library's path (``care-episodes rebuild``): ``projections.rebuild.rebuild``, which drops
 the read models, creates them again, derives every stream's rows in one pass in stream order
-(pages of 2,000 events per transaction), then catches up with anything appended meanwhile.
+(pages of 2,000 events per transaction; ranges of streams in several processes when the log is
+large or ``--workers`` says so), then catches up with anything appended meanwhile.
 
 Limit: a raw scan of the events table that decodes every payload (``json.loads``).
 """
@@ -14,23 +15,26 @@ import time
 from benchmarks import raw, workload
 from benchmarks.context import Context
 from episodes import Episodes
-from projections.rebuild import rebuild as rebuild_read_models
+from projections.rebuild import Rebuild
 
 
-def rebuild(url: str) -> tuple[int, float]:
-    """Rebuild the read models at ``url``: (events applied, seconds)."""
+def rebuild(url: str, workers: int | None = None) -> tuple[int, float, int]:
+    """Rebuild the read models at ``url`` (``workers``: as ``projections.rebuild.rebuild``,
+    None: the library's choice): (events applied, seconds, processes used)."""
     app = Episodes(url, clock=workload.bench_clock())
     try:
+        job = Rebuild(app, workers=workers)
         start = time.perf_counter()  # dropping and creating the tables is part of it
-        applied = rebuild_read_models(app)
-        return applied, time.perf_counter() - start
+        applied = job.run()  # starting the worker processes too
+        return applied, time.perf_counter() - start, job.processes_used
     finally:
         app.close()
 
 
 def run(ctx: Context) -> None:
-    applied, seconds = rebuild(ctx.main_url)
+    applied, seconds, processes = rebuild(ctx.main_url, ctx.sizes.workers)
     ctx.note("rebuilt_events", applied)
+    ctx.note("rebuild_processes", processes)
     limit, scanned = raw.scan_and_decode(ctx.main_url)
     if scanned != applied:
         raise RuntimeError(f"the rebuild applied {applied} events but the table holds {scanned}")

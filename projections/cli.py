@@ -13,8 +13,7 @@ from episodes.access import AccessLog
 from episodes.cli import _AppContext, pass_app
 from episodes.errors import EpisodesError
 from projections.projector import Projector
-from projections.rebuild import PAGE_EVENTS, interrupted
-from projections.rebuild import rebuild as rebuild_read_models
+from projections.rebuild import PAGE_EVENTS, PARALLEL_MIN_EVENTS, Rebuild, interrupted
 
 
 def _projector(ctx: _AppContext) -> Projector:
@@ -34,16 +33,20 @@ def _projector(ctx: _AppContext) -> Projector:
               help="Events per transaction when catching up with what was appended meanwhile.")
 @click.option("--page-size", default=PAGE_EVENTS, show_default=True,
               help="Events read and written per transaction by the rebuild itself.")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Processes that rebuild the streams, this one included (0 or 1: this one "
+                   f"alone).  Default: one per core for a log of {PARALLEL_MIN_EVENTS:,} events or more.")
 @pass_app
-def rebuild(ctx: _AppContext, batch_size: int, page_size: int) -> None:
+def rebuild(ctx: _AppContext, batch_size: int, page_size: int, workers: int | None) -> None:
     """Drop every read model and rebuild it from the events (in bounded memory)."""
     if interrupted(ctx.app):
         click.echo("An earlier rebuild did not finish: starting again from the beginning.", err=True)
     total = ctx.app.recorder.max_notification_id() or 0
+    job = Rebuild(ctx.app, page_events=page_size, workers=workers)
     with click.progressbar(length=total, label="Rebuilding read models", show_pos=True) as bar:
-        applied = rebuild_read_models(ctx.app, page_events=page_size, batch_size=batch_size,
-                                      progress=bar.update)
-    click.echo(f"Rebuilt the read models from {applied} events.")
+        applied = job.run(batch_size=batch_size, progress=bar.update)
+    processes = f" in {job.processes_used} processes" if job.processes_used > 1 else ""
+    click.echo(f"Rebuilt the read models from {applied} events{processes}.")
 
 
 @click.command("project")

@@ -1,0 +1,163 @@
+"""One pass of a rebuild over a range of streams: read in stream order, fold, derive, write.
+
+A rebuild (:mod:`projections.rebuild`) runs one pass over every stream in its own process, or
+one pass per range of stream ids in worker processes (:mod:`projections.rebuild_workers`).
+Streams are independent, so a pass needs nothing from any other: it reads the events of the
+streams whose id is in ``[low, high)``, up to the rebuild's snapshot, in pages of
+``page_events`` (keyset pages on the events table's index on stream and version), folds each
+stream once (:mod:`projections.streams`), and writes the rows of the streams a page completed
+in one transaction (:class:`episodes.bulk_rows.BulkInserter`; COPY on PostgreSQL).  Memory
+holds one page of events, the rows of the streams it completed, and the one stream that
+continues into the next page.
+
+The pass never touches the tracking row: the rebuild says the read models are current only
+after every pass has written its rows.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Connection, bindparam, select, tuple_
+
+from episodes import driver
+from episodes.application import Episodes
+from episodes.bulk_rows import BulkInserter
+from projections import tables
+from projections.decoding import fast_event_decoder
+from projections.streams import EpisodeStream, ProgramStream, Rows, stream_for
+
+PAGE_EVENTS = 2_000  # events read (and rows written) per transaction: ~15 MiB of memory
+# Parents first is not needed (no foreign keys), but one fixed order keeps runs comparable.
+WRITE_ORDER = ("programs", "episodes", "periods", "sessions", "outcomes", "authorizations", "audit")
+FIRST_ID = UUID(int=0)
+
+
+class StreamPass:
+    """Derives and writes the read-model rows of the streams in one range of ids."""
+
+    def __init__(self, app: Episodes, snapshot: int, *, page_events: int = PAGE_EVENTS):
+        if page_events < 1:
+            raise ValueError("page_events must be at least 1")
+        self.engine = app.recorder.datastore.engine  # type: ignore[attr-defined]
+        self.snapshot = snapshot
+        self.page_events = page_events
+        self.decode = fast_event_decoder(app.mapper)
+        events = app.recorder.events_record_cls.__table__  # type: ignore[attr-defined]
+        after = tuple_(bindparam("after_id", type_=events.c.originator_id.type), bindparam("after_version"))
+        page = (
+            select(events.c.id, events.c.originator_id, events.c.originator_version, events.c.topic,
+                   events.c.state)
+            .where(events.c.id <= bindparam("snapshot"),
+                   tuple_(events.c.originator_id, events.c.originator_version) > after)
+            .order_by(events.c.originator_id, events.c.originator_version)
+            .limit(bindparam("limit"))
+        )
+        bounded = page.where(events.c.originator_id < bindparam("before_id", type_=events.c.originator_id.type))
+        dialect = self.engine.dialect
+        # Compiled once and run as the driver's own SQL (episodes.driver): SQLAlchemy's result
+        # processing of every row cost more than the database's reading; the stream id is
+        # converted here once a stream instead of once a row.
+        self._pages = {False: driver.Prepared(page, dialect), True: driver.Prepared(bounded, dialect)}
+        self._stream_id = _stream_id_reader(dialect.name)
+        self._inserts = {name: BulkInserter(getattr(tables, name)) for name in WRITE_ORDER}
+        self._sqlite = dialect.name == "sqlite"
+
+    def run(self, low: UUID = FIRST_ID, high: UUID | None = None,
+            progress: Callable[[int], None] | None = None) -> int:
+        """Write the rows of the streams whose id is in ``[low, high)`` (``high`` None: no upper
+        bound); returns the events applied.  ``progress`` is called after each page's commit."""
+        after: tuple[UUID, int] = (low, 0)  # versions start at 1: the first stream is included
+        current_id: Any = None
+        current: EpisodeStream | ProgramStream | None = None
+        stream_id = self._stream_id
+        decode = self.decode
+        applied = 0
+        while True:
+            page = self._read(after, high)
+            done: list[Rows] = []
+            for position, stored_id, version, topic, state in page:
+                if stored_id != current_id:
+                    if current is not None:
+                        done.append(current.rows())
+                    current_id = stored_id
+                    event = decode(topic, state, stream_id(stored_id), version)
+                    current = stream_for(event)
+                else:
+                    event = decode(topic, state, event.originator_id, version)
+                current.add(position, event)  # type: ignore[union-attr]
+            last_page = len(page) < self.page_events
+            if last_page and current is not None:
+                done.append(current.rows())
+            if done:
+                with self._write_transaction() as connection:
+                    self._write(connection, done)
+            applied += len(page)
+            if progress and page:
+                progress(len(page))
+            if last_page:
+                return applied
+            after = (event.originator_id, page[-1][2])
+
+    def _read(self, after: tuple[UUID, int], high: UUID | None) -> list[tuple[Any, ...]]:
+        values = {"snapshot": self.snapshot, "after_id": after[0], "after_version": after[1],
+                  "limit": self.page_events}
+        if high is not None:
+            values["before_id"] = high
+        prepared = self._pages[high is not None]
+        with self.engine.connect() as connection:  # a read: the pool rolls it back on return
+            return connection.exec_driver_sql(prepared.sql, prepared.parameters(values)).all()
+
+    @contextmanager
+    def _write_transaction(self) -> Iterator[Connection]:
+        """A transaction for one page's rows.  On SQLite it takes the write lock first
+        (``BEGIN IMMEDIATE``): several passes in worker processes then queue on the lock,
+        each waiting up to the busy timeout, instead of failing when another wrote first."""
+        if not self._sqlite:
+            with self.engine.begin() as connection:
+                yield connection
+            return
+        with driver.transaction(self.engine) as connection:
+            yield connection
+
+    def _write(self, connection: Connection, done: list[Rows]) -> None:
+        for name in WRITE_ORDER:
+            rows = [row for stream in done for row in stream.get(name, ())]
+            if rows:
+                self._inserts[name].insert(connection, rows)
+
+
+def _stream_id_reader(dialect_name: str) -> Callable[[Any], UUID]:
+    """The stream id as the driver returns it, as a UUID (psycopg gives UUIDs; SQLite keeps
+    the 16 bytes, as eventsourcing-sqlalchemy's column type writes them)."""
+    if dialect_name == "sqlite":
+        return lambda value: UUID(bytes=bytes(value))
+    return lambda value: value if isinstance(value, UUID) else UUID(str(value))
+
+
+@contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Collect garbage less often during a pass, then as before.
+
+    The pass allocates a few dozen containers per event and keeps none beyond its page; with
+    the default thresholds a young collection runs every 700 allocations and the older ones
+    walk every object the application holds.  Those are frozen (left out of collections) and
+    young collections run every 50,000 allocations: a few percent of the time, memory still
+    bounded by the page.  (A process that froze objects itself keeps its own freeze: this one
+    then leaves freezing alone.)
+    """
+    threshold = gc.get_threshold()
+    freeze = gc.get_freeze_count() == 0
+    if freeze:
+        gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        if freeze:
+            gc.unfreeze()

@@ -1,0 +1,201 @@
+"""The rebuild in several processes (``projections.rebuild_workers``): exactly the rows of a
+rebuild in one process, on SQLite and PostgreSQL; a failure anywhere fails the whole rebuild,
+claims nothing and leaves no process behind; events appended meanwhile are caught up.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from datetime import date
+from uuid import UUID
+
+import pytest
+from click.testing import CliRunner
+
+from episodes import Episodes
+from episodes.demo import seed_demo
+from episodes.encryption import cipher_environment
+from projections import ProjectedEpisodes, Projector, tables
+from projections.rebuild import PARALLEL_MIN_EVENTS, Rebuild, interrupted, rebuild
+from projections.rebuild_workers import RebuildWorkerFailed, id_ranges
+from tests.pathways import admitted_episode, attend
+from tests.test_projection_processing import record_a_varied_history
+from tests.test_rebuild import KEY, count, dump, events_in, indexes, raw_dump
+
+ALL_INDEXES = {index.name for table in tables.READ_MODELS for index in table.indexes}
+
+
+class PowerCut(Exception):
+    pass
+
+
+def no_workers_left() -> bool:
+    return not [p for p in multiprocessing.active_children() if p.name.startswith("care-episodes-rebuild")]
+
+
+def test_id_ranges_cover_every_uuid_once_in_order():
+    ranges = id_ranges(8)
+    assert ranges[0][0] == UUID(int=0) and ranges[-1][1] is None
+    # Check each range begins where the one before ends: no stream in two ranges, none in none.
+    assert all(high == ranges[i + 1][0] for i, (_low, high) in enumerate(ranges[:-1]))
+    assert all(low < high for low, high in ranges[:-1])
+    widths = {high.int - low.int for low, high in ranges[:-1]}
+    assert max(widths) - min(widths) <= 1
+
+
+@pytest.mark.parametrize("page_events", [7, 2_000])
+def test_a_rebuild_in_two_processes_writes_exactly_the_rows_of_one_process(any_projected, clinician, clock,
+                                                                        page_events):
+    record_a_varied_history(any_projected, clinician, clock)
+    seed_demo(any_projected, episodes=30, seed=5, today=date(2026, 5, 30))  # streams for both
+    inline = dump(any_projected)
+    assert rebuild(any_projected, workers=1) == events_in(any_projected)
+    one_process, stored = dump(any_projected), raw_dump(any_projected)
+    assert one_process == inline
+
+    job = Rebuild(any_projected, workers=2, page_events=page_events)
+    assert job.run() == events_in(any_projected)
+    assert job.processes_used == 2 and len(job.worker_peaks_kib) == 1
+    assert dump(any_projected) == one_process
+    assert raw_dump(any_projected) == stored  # as stored, byte for byte
+    assert Projector(any_projected).lag() == 0 and not interrupted(any_projected)
+    assert indexes(any_projected) == ALL_INDEXES
+    assert no_workers_left()
+
+
+def test_workers_decode_an_encrypted_store_with_its_key(sqlite_url, clock):
+    app = ProjectedEpisodes(sqlite_url, clock=clock, env=cipher_environment(KEY))
+    try:
+        seed_demo(app, episodes=10, seed=3, today=date(2026, 5, 30))
+        inline = dump(app)
+        assert rebuild(app, workers=2) == events_in(app)
+        assert dump(app) == inline
+    finally:
+        app.close()
+
+
+def test_a_failing_worker_fails_the_rebuild_and_claims_nothing(sqlite_url, clock):
+    app = Episodes(sqlite_url, clock=clock, env=cipher_environment(KEY))
+    try:
+        seed_demo(app, episodes=10, seed=3, today=date(2026, 5, 30))
+        # The worker opens the store with the settings the application was given: here another
+        # key, so it cannot read the events and fails at once; this process could.
+        app.settings.update(cipher_environment("A" * 43 + "="))
+        with pytest.raises(RebuildWorkerFailed, match="EncryptionKeyError"):
+            rebuild(app, workers=2, page_events=5)
+        assert interrupted(app)
+        assert Projector(app).position() == 0
+        assert no_workers_left()
+        app.settings.update(cipher_environment(KEY))
+        assert rebuild(app, workers=2) == events_in(app)
+        assert not interrupted(app) and Projector(app).lag() == 0
+    finally:
+        app.close()
+
+
+def test_a_worker_killed_part_way_fails_the_rebuild(sqlite_url, clock):
+    app = Episodes(sqlite_url, clock=clock)
+    try:
+        seed_demo(app, episodes=20, seed=4, today=date(2026, 5, 30))
+        killed = []
+
+        def kill_the_worker(applied):
+            if not killed:  # at this process's first page: the worker is still starting
+                workers = [p for p in multiprocessing.active_children()
+                           if p.name.startswith("care-episodes-rebuild")]
+                for worker in workers:
+                    os.kill(worker.pid, signal.SIGKILL)
+                killed.extend(workers)
+
+        with pytest.raises(RebuildWorkerFailed, match="exit code -9"):
+            rebuild(app, workers=2, page_events=5, progress=kill_the_worker)
+        assert killed
+        assert interrupted(app) and Projector(app).position() == 0
+        assert no_workers_left()
+    finally:
+        app.close()
+
+
+def test_an_interruption_of_the_rebuilding_process_stops_the_workers(sqlite_url, clock):
+    app = Episodes(sqlite_url, clock=clock)
+    try:
+        seed_demo(app, episodes=20, seed=4, today=date(2026, 5, 30))
+
+        def cut_after_twenty_pages(applied, seen=[]):  # noqa: B006 - a counter
+            seen.append(applied)
+            if len(seen) == 20:  # 100 events: some streams' rows are written by then
+                raise PowerCut
+
+        with pytest.raises(PowerCut):
+            rebuild(app, workers=2, page_events=5, progress=cut_after_twenty_pages)
+        assert no_workers_left()
+        assert interrupted(app) and Projector(app).position() == 0
+        assert 0 < count(app, tables.audit) < events_in(app)
+        assert rebuild(app, workers=2, page_events=5) == events_in(app)
+        assert not interrupted(app) and count(app, tables.audit) == events_in(app)
+    finally:
+        app.close()
+
+
+def test_events_appended_during_a_parallel_rebuild_are_caught_up(database_url, clock, clinician):
+    app = ProjectedEpisodes(database_url, clock=clock)
+    writer = Episodes(database_url, clock=clock)  # another process: it does not project
+    try:
+        seed_demo(app, episodes=8, seed=6, today=date(2026, 5, 30))
+        episode = admitted_episode(app, clinician, date(2026, 3, 2))
+        attend(app, episode, clinician, date(2026, 3, 5))
+        before = events_in(app)
+        appended = []
+
+        def write_meanwhile(applied):
+            if not appended:
+                appended.append(attend(writer, episode, clinician, date(2026, 3, 10), minutes=90))
+
+        applied = rebuild(app, workers=2, page_events=4, progress=write_meanwhile)
+        assert appended and applied == before + 1 == events_in(app)
+        assert Projector(app).lag() == 0
+        rebuilt = dump(app)
+        assert rebuild(app, workers=1) == events_in(app)
+        assert dump(app) == rebuilt
+    finally:
+        writer.close()
+        app.close()
+
+
+def test_how_many_processes_a_rebuild_uses(sqlite_url, clock, monkeypatch):
+    app = Episodes(sqlite_url, clock=clock)
+    memory = Episodes("sqlite:///:memory:", clock=clock)
+    try:
+        monkeypatch.setattr("episodes.workers.available_cores", lambda: 4)
+        # The library's default: this process alone for a small log, one per core for a large one.
+        assert Rebuild(app).processes_for(PARALLEL_MIN_EVENTS - 1) == 1
+        assert Rebuild(app).processes_for(PARALLEL_MIN_EVENTS) == 4
+        # Asked for: as many as asked, whatever the size; 0 or 1 is this process alone.
+        assert Rebuild(app, workers=3).processes_for(10) == 3
+        assert Rebuild(app, workers=0).processes_for(10**6) == 1
+        assert Rebuild(app, workers=1).processes_for(10**6) == 1
+        # No other process can open an in-memory database.
+        assert Rebuild(memory, workers=3).processes_for(10**6) == 1
+        with pytest.raises(ValueError, match="workers"):
+            Rebuild(app, workers=-1)
+    finally:
+        memory.close()
+        app.close()
+
+
+def test_the_rebuild_command_takes_a_number_of_processes(tmp_path):
+    from admin.cli import main as full_cli
+
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    runner = CliRunner()
+    assert runner.invoke(full_cli, ["--db", url, "demo", "--episodes", "6", "--seed", "2"]).exit_code == 0
+    before = runner.invoke(full_cli, ["--db", url, "list", "--page-size", "100"]).stdout
+    rebuilt = runner.invoke(full_cli, ["--db", url, "rebuild", "--workers", "2", "--page-size", "10"])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert "events in 2 processes." in rebuilt.output
+    assert runner.invoke(full_cli, ["--db", url, "lag"]).output.strip() == "0"
+    assert runner.invoke(full_cli, ["--db", url, "list", "--page-size", "100"]).stdout == before
+    refused = runner.invoke(full_cli, ["--db", url, "rebuild", "--workers", "-1"])
+    assert refused.exit_code != 0
