@@ -40,6 +40,7 @@ SortedBatch = tuple[list[UUID], Work]  # a batch's episodes already stored, and 
 
 CHUNK_COMMANDS = 1_000  # commands a worker decides per task: small enough to share a batch
 DECIDE_HERE_TOO = True  # the importing process decides the chunks no worker has started
+STOP_SECONDS = 30.0  # a worker still running this long after the import ended is terminated
 
 
 def decide_all(decider: Decider, work: Work) -> Outcome:
@@ -121,8 +122,21 @@ class DecidingPool:
 
     def close(self) -> None:
         """Stop the workers: chunks not started are dropped, running ones finish; returns
-        once every worker process has exited."""
-        self.executor.shutdown(wait=True, cancel_futures=True)
+        once every worker process has exited.
+
+        Not ``shutdown(wait=True)`` alone: on Python 3.11, when a worker dies (killed, or its
+        start-up failed) while chunks this process took back are cancelled, the executor's
+        management thread fails (``InvalidStateError`` setting the cancelled futures' error)
+        and ``shutdown(wait=True)`` then never returns.  So the worker processes are joined
+        here, and any still alive after :data:`STOP_SECONDS` terminated."""
+        processes = list((getattr(self.executor, "_processes", None) or {}).values())
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.join(STOP_SECONDS)
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+                process.join()
 
 
 class _Chunk:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Iterator
+from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 from click.testing import CliRunner
@@ -300,3 +301,25 @@ def test_the_import_command_takes_workers(tmp_path, clock):
     assert "30 skipped" in again.output and "worker" not in again.output
     assert runner.invoke(main, ["--db", url, "import", "--workers", "-1", str(source)]).exit_code == 2
     assert "--workers" in runner.invoke(main, ["import", "--help"]).output
+
+
+# ---------------------------------------------------------------- workers that cannot start
+
+
+@pytest.mark.parametrize("decide_here_too", [False, True])
+def test_workers_that_cannot_start_fail_the_import_and_write_nothing(sqlite_url, clock, monkeypatch,
+                                                                      decide_here_too):
+    # The workers open the store with another key than the store's: their start-up fails.  With
+    # chunks taken back by this process (cancelled in the pool), Python 3.11's executor used to
+    # leave the import hanging in its shutdown; the import must fail, and leave no worker.
+    monkeypatch.setattr(import_parallel, "DECIDE_HERE_TOO", decide_here_too)
+    app = Episodes(sqlite_url, clock=clock, env=cipher_environment(KEY))
+    try:
+        workload.define_programs(app)
+        before = len(episode_rows(app))
+        app.settings.update(cipher_environment("A" * 43 + "="))  # what the workers will get
+        with pytest.raises(BrokenProcessPool):
+            import_episodes(app, HISTORIES, actor=MIGRATION, batch_events=BATCH, workers=2)
+        assert len(episode_rows(app)) == before
+    finally:
+        app.close()
