@@ -91,8 +91,7 @@ class Episodes(Application[UUID]):
     ):
         self.database_url = storage.database_url(url)
         self.clock: Clock = clock or SystemClock()
-        # Kept so a worker process can open the same store the same way (episodes.workers).
-        self.settings: dict[str, str] = dict(env or {})
+        self.settings: dict[str, str] = dict(env or {})  # for worker processes (episodes.workers)
         super().__init__({**storage.event_store_environment(self.database_url), **self.settings})
         engine = self.recorder.datastore.engine  # type: ignore[attr-defined]
         storage.tune_engine(engine)
