@@ -107,8 +107,7 @@ class Episodes(Application[UUID]):
         self.writer = StreamWriter(self.recorder, self.mapper)
         self._recent = RecentEpisodes()
         self._programs = RecentEpisodes(size=100)  # program definitions, checked like episodes
-        # Appends refused because another writer got there first, then decided again: a
-        # figure for operators (and the concurrency benchmark), not an error.
+        # Appends another writer beat, decided again: a figure for operators, not an error.
         self.retried_appends = 0
 
     def _record(self, processing_event: Any) -> Any:
