@@ -147,6 +147,7 @@ def import_command(ctx: _AppContext, file: Any, actor_spec: str, correlation_id:
     commands.  An episode already in the database (same referral command id) is skipped.
     Exit 1 naming the line, the command and the field of the first history that breaks a rule:
     nothing of its batch is written.  The read models are not updated: run `project` after."""
+    from episodes.import_parallel import ImportWorkerDied
     from episodes.importing import ImportRejected, ImportSummary, import_episodes, read_json_lines
 
     actor = _parse_actor(actor_spec)
@@ -168,7 +169,7 @@ def import_command(ctx: _AppContext, file: Any, actor_spec: str, correlation_id:
                    + ("." if dry_run else "; earlier batches were, and importing the fixed "
                       "file again skips their episodes."), err=True)
         sys.exit(1)
-    except EpisodesError as error:
+    except (EpisodesError, ImportWorkerDied) as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
     seconds = time.perf_counter() - start

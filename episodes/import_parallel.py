@@ -23,6 +23,7 @@ import signal
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from itertools import chain
 from uuid import UUID
 
@@ -41,6 +42,12 @@ SortedBatch = tuple[list[UUID], Work]  # a batch's episodes already stored, and 
 CHUNK_COMMANDS = 1_000  # commands a worker decides per task: small enough to share a batch
 DECIDE_HERE_TOO = True  # the importing process decides the chunks no worker has started
 STOP_SECONDS = 30.0  # a worker still running this long after the import ended is terminated
+
+
+class ImportWorkerDied(RuntimeError):
+    """A worker process of the import ended without a word (killed, or out of memory): the
+    batch it was deciding and those after it were not written; the batches before it were.
+    Importing the same input again skips the episodes already stored."""
 
 
 def decide_all(decider: Decider, work: Work) -> Outcome:
@@ -155,7 +162,16 @@ class _Chunk:
         return True
 
     def result(self) -> Outcome:
-        return self.outcome if self.outcome is not None else self.future.result()
+        if self.outcome is not None:
+            return self.outcome
+        try:
+            return self.future.result()
+        except BrokenProcessPool as broken:
+            raise ImportWorkerDied(
+                "an import worker process ended abruptly (killed, or out of memory?); this batch "
+                "and those after it were not written, the ones before it were; import the same "
+                "input again to go on (episodes already stored are skipped), or with --workers 0"
+            ) from broken
 
 
 def _chunks(work: Work) -> Iterator[list[EpisodeHistory | ImportRejected]]:
@@ -174,19 +190,28 @@ def _chunks(work: Work) -> Iterator[list[EpisodeHistory | ImportRejected]]:
 # ---------------------------------------------------------------- in the worker process
 
 _decider: Decider | None = None
+_start_error: Exception | None = None
 
 
 def _start_worker(spec: StoreSpec, programs: Mapping[str, ProgramDefinition], actor: Actor,
                   correlation_id: str | None) -> None:
-    global _decider
+    # An initializer that raises breaks the whole pool with a bare "a child process terminated
+    # abruptly"; kept and raised by the first chunk instead, the error itself (a wrong cipher
+    # key, a database that does not answer) reaches the importing process.
+    global _decider, _start_error
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the importing process stops the workers
-    app = spec.open()
     try:
-        _decider = Decider(app.mapper, spec.clock, programs, actor, correlation_id)
-    finally:
-        app.close()  # the mapper needs no connection
+        app = spec.open()
+        try:
+            _decider = Decider(app.mapper, spec.clock, programs, actor, correlation_id)
+        finally:
+            app.close()  # the mapper needs no connection
+    except Exception as error:  # noqa: BLE001 - raised in the importing process, by _decide
+        _start_error = error
 
 
 def _decide(work: Work) -> Outcome:
+    if _start_error is not None:
+        raise _start_error
     assert _decider is not None, "the worker's initializer builds the decider"
     return decide_all(_decider, work)

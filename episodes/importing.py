@@ -66,7 +66,13 @@ from episodes.import_input import (
     history_from_json,
     read_json_lines,
 )
-from episodes.import_parallel import DecidingPool, SortedBatch, commands_in, decide_all
+from episodes.import_parallel import (
+    DecidingPool,
+    ImportWorkerDied,
+    SortedBatch,
+    commands_in,
+    decide_all,
+)
 from episodes.values import Actor
 from episodes.workers import StoreSpec, worker_count
 
@@ -258,5 +264,6 @@ class _Writer:
 
 __all__ = [
     "DEFAULT_BATCH_EVENTS", "EpisodeHistory", "ImportCommand", "ImportRejected", "ImportSummary",
+    "ImportWorkerDied",
     "episode_id_for", "history_from_json", "import_episodes", "read_json_lines",
 ]

@@ -9,8 +9,9 @@ through several batches and several chunks a batch."""
 from __future__ import annotations
 
 import multiprocessing
+import os
+import time
 from collections.abc import Iterator
-from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 from click.testing import CliRunner
@@ -20,6 +21,7 @@ from benchmarks import workload
 from episodes import Episodes, import_parallel, importing, integrity
 from episodes.cli import main
 from episodes.encryption import cipher_environment
+from episodes.errors import EncryptionKeyError
 from episodes.importing import (
     EpisodeHistory,
     ImportRejected,
@@ -307,19 +309,45 @@ def test_the_import_command_takes_workers(tmp_path, clock):
 
 
 @pytest.mark.parametrize("decide_here_too", [False, True])
-def test_workers_that_cannot_start_fail_the_import_and_write_nothing(sqlite_url, clock, monkeypatch,
-                                                                      decide_here_too):
-    # The workers open the store with another key than the store's: their start-up fails.  With
-    # chunks taken back by this process (cancelled in the pool), Python 3.11's executor used to
-    # leave the import hanging in its shutdown; the import must fail, and leave no worker.
+def test_workers_that_cannot_start_fail_the_import_with_their_error_and_write_nothing(
+        sqlite_url, clock, monkeypatch, decide_here_too):
+    # The workers open the store with another key than the store's: their start-up fails.  The
+    # import must fail with that error (not a bare "a child process terminated abruptly"), write
+    # nothing, and leave no worker (with chunks taken back by this process, Python 3.11's
+    # executor used to leave the import hanging in its shutdown).
     monkeypatch.setattr(import_parallel, "DECIDE_HERE_TOO", decide_here_too)
+    if decide_here_too:  # slow this process down, so the workers are up before it is done
+        decide_here = import_parallel.decide_all
+        monkeypatch.setattr(import_parallel, "decide_all",
+                            lambda decider, work: (time.sleep(1.0), decide_here(decider, work))[1])
     app = Episodes(sqlite_url, clock=clock, env=cipher_environment(KEY))
     try:
         workload.define_programs(app)
         before = len(episode_rows(app))
         app.settings.update(cipher_environment("A" * 43 + "="))  # what the workers will get
-        with pytest.raises(BrokenProcessPool):
+        with pytest.raises(EncryptionKeyError, match="CARE_EPISODES_CIPHER_KEY"):
             import_episodes(app, HISTORIES, actor=MIGRATION, batch_events=BATCH, workers=2)
         assert len(episode_rows(app)) == before
+    finally:
+        app.close()
+
+
+class _EndsTheProcess:
+    """Unpickled by the worker that takes its chunk: the process ends without a word, as when
+    killed."""
+
+    def __reduce__(self):
+        return os._exit, (9,)
+
+
+def test_a_worker_that_dies_fails_the_import_with_a_plain_message(sqlite_url, clock, monkeypatch):
+    chunks = import_parallel._chunks
+    monkeypatch.setattr(import_parallel, "_chunks",
+                        lambda work: ([_EndsTheProcess(), *chunk] for chunk in chunks(work)))
+    with pytest.raises(import_parallel.ImportWorkerDied, match="import the same input again"):
+        imported_with(sqlite_url, clock, workers=2)
+    app = Episodes(sqlite_url, clock=clock)
+    try:
+        assert episode_rows(app) == []  # the first batch's chunk killed its worker: nothing written
     finally:
         app.close()
