@@ -164,7 +164,10 @@ def _sessions_and_exit(run, rng: random.Random, program: dict, admitted: date, t
             last = day
         day += timedelta(days=1)
     if planned_exit >= today:
-        if rng.random() < 0.25 and last < today:  # still in care, some of them on hold now
+        # Still in care, some of them on hold now: from the day after their last session, or
+        # from today when that session was today (on a session day every patient in care has
+        # one, and the demo must still have patients on hold).
+        if rng.random() < 0.25:
             run("place_on_hold", effective_date=min(last + timedelta(days=1), today),
                 reason="hospital admission for a medical condition",
                 expected_return=today + timedelta(days=7))

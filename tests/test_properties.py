@@ -278,3 +278,21 @@ def test_the_demo_seeds_without_breaking_a_rule_for_any_seed_or_day(seed, days_b
     finally:
         app.close()
     assert sum(summary.statuses.values()) == 12
+
+
+@pytest.mark.parametrize("weekday", range(7))
+def test_the_demo_has_every_status_whatever_the_day_of_the_week(weekday):
+    # Holds now start the day after the patient's last session: on a session day (every
+    # patient in care has one today) the demo once had nobody on hold.
+    from datetime import datetime, timedelta, timezone
+
+    from episodes import EpisodeStatus, Episodes, FixedClock
+    from episodes.demo import seed_demo
+
+    monday = datetime(2026, 11, 30, 12, tzinfo=timezone.utc)
+    app = Episodes("sqlite://", clock=FixedClock(monday + timedelta(days=weekday)))
+    try:
+        summary = seed_demo(app, episodes=60, seed=7)
+    finally:
+        app.close()
+    assert set(summary.statuses) == {status.value for status in EpisodeStatus}
