@@ -286,7 +286,7 @@ def test_the_demo_has_every_status_whatever_the_day_of_the_week(weekday):
     # patient in care has one today) the demo once had nobody on hold.
     from datetime import datetime, timedelta, timezone
 
-    from episodes import EpisodeStatus, Episodes, FixedClock
+    from episodes import Episodes, EpisodeStatus, FixedClock
     from episodes.demo import seed_demo
 
     monday = datetime(2026, 11, 30, 12, tzinfo=timezone.utc)
