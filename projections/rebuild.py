@@ -117,7 +117,7 @@ class Rebuild:
                 index.create(connection)
             connection.execute(self._set_position, {"new_position": snapshot})
             connection.execute(self._unmark)
-        self._analyze()
+        self._analyze()  # PostgreSQL: statistics and the visibility map
         # What writers appended during the pass, the ordinary way, from the snapshot on.
         return applied + Projector(self.app).catch_up(batch_size=batch_size, progress=progress)
 
@@ -133,12 +133,19 @@ class Rebuild:
         return report.applied
 
     def _analyze(self) -> None:
-        """Give PostgreSQL's planner statistics of the freshly loaded tables at once, instead of
-        whenever autovacuum gets to them: without them it guessed an episode's audit rows at
-        0.5% of the table and, for the streamed export, walked the whole log in position
-        order (0.76 s for a 500-event episode at 100,000 episodes)."""
+        """Vacuum and analyse the freshly loaded read models on PostgreSQL at once, instead of
+        whenever autovacuum gets to them (never, where it is off).
+
+        Statistics: without them the planner guessed an episode's audit rows at 0.5% of the
+        table and, for the streamed export, walked the whole log in position order (0.76 s for
+        a 500-event episode at 100,000 episodes).  The vacuum sets the visibility map, so a
+        count (the episode list's total, the dashboard's census) is an index-only scan, and the
+        first reads do not each rewrite the pages to set hint bits: the list of 61,500 finished
+        episodes at 100,000 took 21.3 / 25.0 ms (median / p95) analysed only, 12.2 / 15.1 ms
+        vacuumed.  About 4 s for every read model at 100,000 episodes."""
         if self.engine.dialect.name != "postgresql":
             return
-        with self.engine.begin() as connection:
+        # VACUUM cannot run inside a transaction block.
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             for table in tables.READ_MODELS:
-                connection.exec_driver_sql(f"ANALYZE {table.name}")
+                connection.exec_driver_sql(f"VACUUM (ANALYZE) {table.name}")
