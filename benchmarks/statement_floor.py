@@ -68,8 +68,30 @@ def capture(app: ProjectedEpisodes, episodes: int) -> tuple[Capture, float, int]
 def replay(path: Path, log: Capture) -> float:
     """Seconds the ``sqlite3`` module takes to run the capture, with the library's pragmas."""
     connection = raw_connect(f"sqlite:///{path}").connection
-    cursor = connection.cursor()
     start = time.perf_counter()
+    _run(connection, log)
+    elapsed = time.perf_counter() - start
+    connection.close()
+    return elapsed
+
+
+def pages_written(snapshot: Path, log: Capture) -> int:
+    """Database pages the capture's commits write to the WAL, all commits together: a count
+    that does not depend on the machine's load, to judge a change of schema or statements."""
+    copy = snapshot.with_suffix(".pages")
+    for suffix in ("-wal", "-shm"):
+        Path(f"{copy}{suffix}").unlink(missing_ok=True)
+    shutil.copy(snapshot, copy)
+    connection = raw_connect(f"sqlite:///{copy}").connection
+    connection.execute("PRAGMA wal_autocheckpoint=0")  # the WAL keeps every frame written
+    _run(connection, log)
+    frames = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+    connection.close()
+    return int(frames)
+
+
+def _run(connection: sqlite3.Connection, log: Capture) -> None:
+    cursor = connection.cursor()
     for entry in log:
         if entry is None:
             if connection.in_transaction:
@@ -81,9 +103,7 @@ def replay(path: Path, log: Capture) -> float:
         else:
             cursor.execute(sql, parameters)
             cursor.fetchall()
-    elapsed = time.perf_counter() - start
-    connection.close()
-    return elapsed
+
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -103,6 +123,7 @@ def main(argv: list[str] | None = None) -> None:
         shutil.copy(path, snapshot)
         log, library_us, commands = capture(app, args.command_episodes)
         app.close()
+        pages = pages_written(snapshot, log)
         floors = []
         for _ in range(3):
             copy = path.with_suffix(".replay")
@@ -119,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     floor = sorted(floors)[1]
     statements = sum(1 for entry in log if entry is not None)
     print(f"{commands} commands, {statements / commands:.1f} statements each")
+    print(f"{pages / commands:.2f} pages written to the WAL a command")
     print(f"library: {library_us:.0f} us a command")
     print(f"the same statements through sqlite3 alone: {floor:.0f} us a command "
           f"(runs: {', '.join(f'{f:.0f}' for f in floors)})")

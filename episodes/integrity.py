@@ -47,6 +47,7 @@ heads = Table(
     Column("stream_id", Uuid, primary_key=True),
     Column("version", Integer, nullable=False),
     Column("digest", String(64), nullable=False),
+    sqlite_with_rowid=False,  # read and written by key on every command: one b-tree, not two
 )
 checkpoints = Table(
     "care_episodes_checkpoints",
