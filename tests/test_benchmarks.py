@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import concurrency
+from benchmarks import concurrency, workload
 from benchmarks.backends import PostgresBackend
 from benchmarks.context import Sizes
 from benchmarks.figures import Figure, Reporter, percentile
@@ -172,6 +172,9 @@ def test_the_statement_floor_replays_what_the_commands_sent(capsys):
     commands = int(printed.split(" commands, ")[0])
     statements = float(printed.split(" commands, ")[1].split(" statements")[0])
     assert commands >= 4 and statements >= 6  # head, event, head row, position, row, audit at least
+    # Every commit writes pages: the event, its stream's head, the position, the audit row...
+    pages = float(printed.split("statements each\n")[1].split(" pages")[0])
+    assert pages >= 4
     assert "through sqlite3 alone:" in printed and "best this schema allows" in printed
 
 
@@ -185,3 +188,19 @@ def test_two_checkouts_are_timed_in_turn(capsys):
     assert "round 1 before" in printed and "round 1 after" in printed
     median = printed.split("median: before ")[1]
     assert float(median.split(" ms")[0]) > 0
+
+
+def test_pages_are_timed_on_an_existing_database_with_their_statements(tmp_path, capsys):
+    from benchmarks import pages
+    from episodes.demo import seed_demo
+    from projections import ProjectedEpisodes
+
+    url = f"sqlite:///{tmp_path / 'pages.db'}"
+    app = ProjectedEpisodes(url, clock=workload.bench_clock())
+    seed_demo(app, episodes=6)
+    app.close()
+    pages.main([url, "/", "/episodes/?status=active", "--repeats", "2", "--statements"])
+    printed = capsys.readouterr().out
+    # Check each page was timed and its statements listed, the dashboard's census among them.
+    assert printed.count(" ms (2 requests)") == 2
+    assert "rm_periods" in printed.split("/episodes/")[0] and "statements" in printed
