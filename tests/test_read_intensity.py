@@ -6,13 +6,16 @@ Each story records sessions, then checks every week's hours and classification b
 
 from __future__ import annotations
 
+import random
 from datetime import date, timedelta
 from decimal import Decimal
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from projections import ReadModels, tables
-from projections.queries.intensity import completed_weeks
+from projections.queries.intensity import _Care, completed_weeks
 from tests.pathways import (
     admitted_on,
     attend,
@@ -252,3 +255,102 @@ def test_the_dashboard_lists_violations_across_episodes_on_each_backend(any_proj
     # Check a one-week look-back as of Wednesday 04-01 sees only W13 (the as-of week is unfinished).
     last_week = reads.below_minimum(as_of=D("2026-04-01"), weeks=1)
     assert [(b.episode_id, b.iso_week) for b in last_week] == [(late, 13)]
+
+
+def record_mixed_episodes(app, actor, rng: random.Random, count: int, today: date):
+    """``count`` episodes with every edge the dashboard meets: admissions and discharges on any
+    weekday, weeks without sessions, holds (whole and part weeks, open at the end), tapers
+    (more than one run, split by a step-up), an adolescent program, an episode in error."""
+    app.define_program(actor, code="iop-teen", name="Adolescent IOP", target_weeks=12,
+                       days_per_week=3, clinics=["north"], age_band="adolescent")
+    episodes, in_error = [], set()
+    for n in range(count):
+        admitted = today - timedelta(days=rng.randint(0, 80))
+        program = "iop-teen" if n % 5 == 4 else "iop-adult"
+        episode = admitted_on(app, actor, admitted, program_code=program)
+        episodes.append(episode)
+        end = min(today, admitted + timedelta(days=rng.randint(0, 80)))
+        on_hold, level = False, "2.1"
+        day = admitted
+        while day <= end:
+            r = rng.random()
+            if on_hold:
+                if r < 0.25:
+                    app.resume(episode, actor, effective_date=day)
+                    on_hold = False
+            elif r < 0.03:
+                app.place_on_hold(episode, actor, effective_date=day, reason="medical admission")
+                on_hold = True
+            elif r < 0.07:
+                app.change_level_of_care(episode, actor, effective_date=day, kind="taper",
+                                         reason="tapering")
+            elif r < 0.08 and level == "2.1":
+                app.change_level_of_care(episode, actor, effective_date=day, kind="step-up",
+                                         to_level="2.5", reason="needs more support")
+                level = "2.5"
+            elif day.weekday() != 6 and r < 0.55:
+                attend(app, episode, actor, day, minutes=rng.choice((50, 90, 120, 180, 240)))
+            day += timedelta(days=1)
+        if end < today and rng.random() < 0.8:
+            app.discharge(episode, actor, effective_date=end, discharge_type="completed",
+                          reason="goals met")
+        if n % 17 == 16:
+            app.mark_entered_in_error(episode, actor, reason="wrong patient")
+            in_error.add(episode)
+    return episodes, in_error
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_the_dashboard_agrees_with_every_episodes_own_weeks(any_projected, clinician, data):
+    # The episodes are recorded once per backend (hypothesis reuses the fixture's database).
+    app = any_projected
+    reads = ReadModels(app)
+    today = D("2026-06-01")
+    if not hasattr(app, "_mixed_episodes"):
+        app._mixed_episodes = record_mixed_episodes(app, clinician, random.Random(11), 34, today)
+    episodes, in_error = app._mixed_episodes
+    as_of = data.draw(st.dates(today - timedelta(days=90), today), label="as_of")
+    weeks = data.draw(st.integers(1, 6), label="weeks")
+    allowance = data.draw(st.sampled_from((None, 0, 1, 2, 3)), label="taper_allowance")
+
+    found = reads.below_minimum(as_of=as_of, weeks=weeks, taper_allowance=allowance)
+    # Check against each episode's own weeks, classified one by one, in the window's weeks.
+    window = set(completed_weeks(as_of, weeks))
+    expected = sorted(
+        (w.week_start, episode, w.iso_year, w.iso_week, w.minutes, w.hours, w.minimum_weekly_hours)
+        for episode in episodes if episode not in in_error
+        for w in reads.intensity(episode, as_of=as_of, taper_allowance=allowance).below_weeks
+        if w.week_start in window
+    )
+    # Check the order too: by week, then episode.
+    assert [(b.week_start, b.episode_id, b.iso_year, b.iso_week, b.minutes, b.hours,
+             b.minimum_weekly_hours) for b in found] == expected
+    assert {b.program_code for b in found} <= {"iop-adult", "iop-teen"}
+
+
+_DAY0 = D("2026-01-05")  # a Monday
+_days = st.integers(0, 60).map(lambda n: _DAY0 + timedelta(days=n))
+_periods = st.lists(st.tuples(
+    st.sampled_from(("onhold", "active")), st.booleans(), _days, st.none() | _days), max_size=5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(admitted=_days, through=_days, periods=_periods, week=st.integers(0, 9))
+def test_days_on_hold_and_taper_runs_count_every_day_once(admitted, through, periods, week):
+    # Check the day counts, from merged ranges, against the rules day by day: a day is in care
+    # between admission and ``through``, on hold in any on-hold period [valid_from, valid_to).
+    care = _Care(admitted, through, periods)
+    monday = _DAY0 + timedelta(weeks=week)
+    week_days = (monday + timedelta(days=i) for i in range(7))
+    days = [d for d in week_days if admitted <= d <= through]
+    on_hold = sum(1 for d in days if any(
+        status == "onhold" and f <= d and (t is None or d < t) for status, _, f, t in periods))
+    assert care.days(monday) == (len(days), on_hold)
+    # Check a taper run covers exactly the days of some tapering period within the stay.
+    tapering = {d for _, taper, f, t in periods if taper for n in range(61)
+                if admitted <= (d := _DAY0 + timedelta(days=n)) <= through and f <= d
+                and (t is None or d < t)}
+    assert {first + timedelta(days=i) for first, last in care.taper_runs
+            for i in range((last - first).days + 1)} == tapering
