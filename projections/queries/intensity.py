@@ -24,7 +24,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
 from uuid import UUID
 
 from sqlalchemy import (
@@ -42,11 +41,10 @@ from sqlalchemy import (
     select,
     union_all,
 )
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.functions import FunctionElement
 
 from projections import tables
 from projections.queries.common import episode_row
+from projections.queries.sqldates import unindexed
 
 MEETS, BELOW, TAPER, PARTIAL, ON_HOLD = "meets", "below", "taper", "partial", "on-hold"
 CLASSIFICATIONS = (MEETS, BELOW, TAPER, PARTIAL, ON_HOLD)
@@ -268,25 +266,6 @@ def intensity_of(
 # ---------------------------------------------------------------- the dashboard
 
 
-class _scanned(FunctionElement[date]):  # lower case: reads as the column it renders
-    """A date column whose condition SQLite must not look up in an index: ``+column`` on SQLite
-    (its documented way to keep a term off the indexes), the column itself elsewhere."""
-
-    type = Date()
-    inherit_cache = True
-    name = "scanned"
-
-
-@compiles(_scanned)
-def _scanned_default(element: _scanned, compiler: Any, **kw: Any) -> str:
-    return compiler.process(element.clauses, **kw)
-
-
-@compiles(_scanned, "sqlite")
-def _scanned_sqlite(element: _scanned, compiler: Any, **kw: Any) -> str:
-    return f"+{compiler.process(element.clauses, **kw)}"
-
-
 def completed_weeks(as_of: date, weeks: int) -> list[date]:
     """The Mondays of the last ``weeks`` ISO weeks that ended (Sunday) on or before ``as_of``."""
     last_sunday = as_of if as_of.weekday() == 6 else monday_of(as_of) - timedelta(days=1)
@@ -331,11 +310,11 @@ def below_minimum(
     # A quarter of the episodes at 100,000: one scan of rm_episodes reads each page once
     # (28 ms on SQLite), where SQLite, without statistics, would look most of the table up row
     # by row from the admission date index (490 ms) or the open ones from the discharge date
-    # index (90 ms); _scanned keeps it off them.  SQLite then reads each episode's sessions by
+    # index (90 ms); unindexed keeps it off them.  SQLite then reads each episode's sessions by
     # their key (episode_id, version), in key order, and sums them as it goes: only these
     # episodes' sessions (rm_sessions has no date index), no sort.  PostgreSQL, whose rows are
     # not stored in key order, hashes the window's sessions (one scan) and the sums (24,000).
-    admitted_on, discharged_on = _scanned(e.c.admitted_on), _scanned(e.c.discharged_on)
+    admitted_on, discharged_on = unindexed(e.c.admitted_on), unindexed(e.c.discharged_on)
     attended_in_window = and_(
         s.c.episode_id == e.c.episode_id, s.c.outcome == "attended",
         s.c.session_date >= mondays[0], s.c.session_date <= last_sunday,

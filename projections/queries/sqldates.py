@@ -57,3 +57,26 @@ def _days_after_postgresql(element: days_after, compiler: Any, **kw: Any) -> str
 def _days_after_sqlite(element: days_after, compiler: Any, **kw: Any) -> str:
     day, n = element.clauses
     return f"date({compiler.process(day, **kw)}, '+' || {compiler.process(n, **kw)} || ' days')"
+
+
+class unindexed(FunctionElement[Any]):  # noqa: N801 - reads as the SQL it renders
+    """A column's value, never a way into one of its indexes: ``+column`` on SQLite, whose
+    planner (without statistics) prefers walking an index and looking each row up by its key
+    to reading a table once; the column itself elsewhere."""
+
+    inherit_cache = True
+    name = "unindexed"
+
+    def __init__(self, column: Any):
+        super().__init__(column)
+        self.type = column.type
+
+
+@compiles(unindexed)
+def _unindexed(element: unindexed, compiler: Any, **kw: Any) -> str:
+    return compiler.process(list(element.clauses)[0], **kw)
+
+
+@compiles(unindexed, "sqlite")
+def _unindexed_sqlite(element: unindexed, compiler: Any, **kw: Any) -> str:
+    return "+" + compiler.process(list(element.clauses)[0], **kw)
