@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from benchmarks import panel, workload
+from benchmarks import panel
 from benchmarks.figures import median, percentile
 from episodes import FixedClock
 
@@ -33,16 +33,9 @@ SLOWEST = 8  # statements printed per page
 
 
 def open_panel(url: str, today: date | None) -> Any:
-    from admin import create_app
-
     clock = (FixedClock(datetime(today.year, today.month, today.day, 12, tzinfo=timezone.utc))
-             if today else workload.bench_clock())
-    app = create_app({"DATABASE_URL": url, "SECRET_KEY": "benchmark", "CLOCK": clock,
-                      "SESSION_COOKIE_SECURE": False, "REMEMBER_COOKIE_SECURE": False})
-    users = app.extensions["care_episodes"].users
-    if users.get(panel.USER) is None:
-        users.add(panel.USER, "reviewer", panel.PASSWORD)
-    return app
+             if today else None)
+    return panel.create_panel(url, clock)
 
 
 def statements_of(client: Any, path: str) -> tuple[float, list[tuple[float, str]]]:

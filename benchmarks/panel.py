@@ -50,15 +50,18 @@ AUDIT_SQL = ("SELECT position, recorded_at, effective_date, actor_id, actor_role
              " ORDER BY position")
 
 
-def create_panel(url: str) -> Any:
-    """The panel's Flask app on ``url``, with one reviewer (who may open every page measured)."""
+def create_panel(url: str, clock: Any = None) -> Any:
+    """The panel's Flask app on ``url`` (``clock``: the benchmarks' fixed one by default), with
+    one reviewer (who may open every page measured), added when missing."""
     from admin import create_app
 
     app = create_app({
-        "DATABASE_URL": url, "SECRET_KEY": "benchmark", "CLOCK": workload.bench_clock(),
+        "DATABASE_URL": url, "SECRET_KEY": "benchmark", "CLOCK": clock or workload.bench_clock(),
         "SESSION_COOKIE_SECURE": False, "REMEMBER_COOKIE_SECURE": False,
     })
-    app.extensions["care_episodes"].users.add(USER, "reviewer", PASSWORD)
+    users = app.extensions["care_episodes"].users
+    if users.get(USER) is None:
+        users.add(USER, "reviewer", PASSWORD)
     return app
 
 

@@ -319,7 +319,7 @@ def length_of_stay_summary(
     return LengthOfStaySummary(
         as_of=as_of, known_on=known_on, overall=group(None)[0], by_program=tuple(group(0)),
         by_discharge_type=tuple(group(1, discharged_only=True)),
-        corrected_since=0 if unchanged else corrected_since(connection, as_of, known_on),
+        corrected_since=0 if unchanged else _count_corrected(connection, as_of, known_on),
     )
 
 
@@ -358,6 +358,11 @@ def corrected_since(connection: Connection, as_of: date, known_on: date) -> int:
     ``known_on`` and today's record (appeared, disappeared, or changed)."""
     if unchanged_since(connection, known_on):
         return 0  # the two records are the same rows
+    return _count_corrected(connection, as_of, known_on)
+
+
+def _count_corrected(connection: Connection, as_of: date, known_on: date) -> int:
+    """:func:`corrected_since`, for a caller that knows something was recorded since."""
     # Only an episode with a period recorded or closed after ``known_on`` can differ.
     cut, q = end_of_day(known_on), tables.periods.alias("touched")
     touched = tables.periods.c.episode_id.in_(
