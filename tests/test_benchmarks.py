@@ -201,6 +201,14 @@ def test_pages_are_timed_on_an_existing_database_with_their_statements(tmp_path,
     app.close()
     pages.main([url, "/", "/episodes/?status=active", "--repeats", "2", "--statements"])
     printed = capsys.readouterr().out
-    # Check each page was timed and its statements listed, the dashboard's census among them.
+    # Check each page was timed and its statements listed, slowest first. Which statements are
+    # slowest depends on the machine's load (and the dashboard's path on the day), so the check
+    # is on how many are listed and their order, not on which tables they read.
     assert printed.count(" ms (2 requests)") == 2
-    assert "rm_periods" in printed.split("/episodes/")[0] and "statements" in printed
+    for page in printed.split("/episodes/"):
+        sent = int(page.split(" statements, ")[0].rsplit(" ", 1)[1])
+        listed = [line.split(" ms  ", 1) for line in page.splitlines() if " ms  " in line]
+        assert sent > 0 and len(listed) == min(sent, pages.SLOWEST)
+        assert all(sql.startswith(("SELECT", "INSERT", "WITH")) for _, sql in listed)
+        times = [float(ms) for ms, _ in listed]
+        assert times == sorted(times, reverse=True)
