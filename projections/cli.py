@@ -13,7 +13,13 @@ from episodes.access import AccessLog
 from episodes.cli import _AppContext, pass_app
 from episodes.errors import EpisodesError
 from projections.projector import Projector
-from projections.rebuild import PAGE_EVENTS, PARALLEL_MIN_EVENTS, Rebuild, interrupted
+from projections.rebuild import (
+    PAGE_EVENTS,
+    PARALLEL_MIN_EVENTS,
+    Rebuild,
+    RebuildAlreadyRunning,
+    interrupted,
+)
 
 
 def _projector(ctx: _AppContext) -> Projector:
@@ -43,8 +49,11 @@ def rebuild(ctx: _AppContext, batch_size: int, page_size: int, workers: int | No
         click.echo("An earlier rebuild did not finish: starting again from the beginning.", err=True)
     total = ctx.app.recorder.max_notification_id() or 0
     job = Rebuild(ctx.app, page_events=page_size, workers=workers)
-    with click.progressbar(length=total, label="Rebuilding read models", show_pos=True) as bar:
-        applied = job.run(batch_size=batch_size, progress=bar.update)
+    try:
+        with click.progressbar(length=total, label="Rebuilding read models", show_pos=True) as bar:
+            applied = job.run(batch_size=batch_size, progress=bar.update)
+    except RebuildAlreadyRunning as running:
+        raise click.ClickException(str(running)) from None
     processes = f" in {job.processes_used} processes" if job.processes_used > 1 else ""
     click.echo(f"Rebuilt the read models from {applied} events{processes}.")
 

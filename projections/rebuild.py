@@ -25,6 +25,8 @@ Exactly once, and never claiming too much:
   ordinary ``catch_up`` applies them from the position, one batch per transaction.  (Writers
   that project inline, ``ProjectedEpisodes``, find the position at 0 during the pass: their
   catch-up runs into the pass's rows and their command is refused, nothing recorded.)
+* One rebuild of a database at a time (:mod:`projections.rebuild_lock`): a second one fails
+  at once with :class:`RebuildAlreadyRunning` instead of dropping the tables under the first.
 * Memory holds, in each process that passes streams, one page of events, the rows of the
   streams it completed, and the one stream that continues into the next page.
 
@@ -46,6 +48,7 @@ from episodes.application import Episodes
 from episodes.workers import StoreSpec, worker_count
 from projections import tables
 from projections.projector import DEFAULT_BATCH, PROJECTION_NAME, REBUILDING, Projector
+from projections.rebuild_lock import RebuildAlreadyRunning, exclusive_rebuild
 from projections.rebuild_workers import run_pass
 from projections.stream_pass import PAGE_EVENTS, StreamPass, fewer_collections
 
@@ -103,6 +106,12 @@ class Rebuild:
         return max(1, worker_count(requested, StoreSpec.of(self.app)))
 
     def run(self, *, batch_size: int = DEFAULT_BATCH, progress: Callable[[int], None] | None = None) -> int:
+        """Rebuild (see :func:`rebuild`); raises :class:`RebuildAlreadyRunning`, having changed
+        nothing, while another rebuild of the same database runs."""
+        with exclusive_rebuild(self.engine):
+            return self._run(batch_size, progress)
+
+    def _run(self, batch_size: int, progress: Callable[[int], None] | None) -> int:
         projector = Projector(self.app)
         projector.drop_tables()
         projector.create_tables()
@@ -149,3 +158,6 @@ class Rebuild:
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             for table in tables.READ_MODELS:
                 connection.exec_driver_sql(f"VACUUM (ANALYZE) {table.name}")
+
+
+__all__ = ["PARALLEL_MIN_EVENTS", "Rebuild", "RebuildAlreadyRunning", "interrupted", "rebuild"]
