@@ -45,8 +45,6 @@ def _projector(ctx: _AppContext) -> Projector:
 @pass_app
 def rebuild(ctx: _AppContext, batch_size: int, page_size: int, workers: int | None) -> None:
     """Drop every read model and rebuild it from the events (in bounded memory)."""
-    if interrupted(ctx.app):
-        click.echo("An earlier rebuild did not finish: starting again from the beginning.", err=True)
     total = ctx.app.recorder.max_notification_id() or 0
     job = Rebuild(ctx.app, page_events=page_size, workers=workers)
     try:
@@ -54,6 +52,9 @@ def rebuild(ctx: _AppContext, batch_size: int, page_size: int, workers: int | No
             applied = job.run(batch_size=batch_size, progress=bar.update)
     except RebuildAlreadyRunning as running:
         raise click.ClickException(str(running)) from None
+    if job.restarted:
+        click.echo("An earlier rebuild had not finished: this one started again from the beginning.",
+                   err=True)
     processes = f" in {job.processes_used} processes" if job.processes_used > 1 else ""
     click.echo(f"Rebuilt the read models from {applied} events{processes}.")
 

@@ -90,6 +90,7 @@ class Rebuild:
         self.page_events = page_events
         self.requested_workers = workers
         self.processes_used = 1  # after run(): the processes that passed the streams
+        self.restarted = False  # after run(): an earlier rebuild had not finished
         self.worker_peaks_kib: list[int] = []  # after run(): each worker's peak memory
         t = tables.tracking
         self._set_position = (
@@ -112,6 +113,7 @@ class Rebuild:
             return self._run(batch_size, progress)
 
     def _run(self, batch_size: int, progress: Callable[[int], None] | None) -> int:
+        self.restarted = interrupted(self.app)  # read under the lock: not a running rebuild's marker
         projector = Projector(self.app)
         projector.drop_tables()
         projector.create_tables()

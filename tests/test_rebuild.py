@@ -265,7 +265,7 @@ def test_the_commands_after_an_interrupted_rebuild(tmp_path, monkeypatch):
     assert "a rebuild of the read models was interrupted; run 'care-episodes rebuild' again" in refused.output
     rebuilt = runner.invoke(full_cli, ["--db", url, "rebuild"])
     assert rebuilt.exit_code == 0, rebuilt.output
-    assert "An earlier rebuild did not finish: starting again from the beginning." in rebuilt.output
+    assert "An earlier rebuild had not finished: this one started again from the beginning." in rebuilt.output
     assert runner.invoke(full_cli, ["--db", url, "lag"]).output.strip() == "0"
 
 

@@ -106,11 +106,24 @@ def test_the_rebuild_command_says_another_one_is_running(tmp_path):
     runner = CliRunner()
     assert runner.invoke(full_cli, ["--db", url, "demo", "--episodes", "2", "--seed", "2"]).exit_code == 0
     app = ProjectedEpisodes(url)
-    try:
-        with exclusive_rebuild(app.recorder.datastore.engine):
+    outputs = []
+
+    def run_the_command_meanwhile(applied: int) -> None:
+        if not outputs:  # a rebuild is running: its marker is there and it holds the lock
+            assert interrupted(app)
             refused = runner.invoke(full_cli, ["--db", url, "rebuild"])
+            outputs.append((refused.exit_code, refused.output))
+
+    try:
+        rebuild(app, page_events=5, progress=run_the_command_meanwhile)
     finally:
         app.close()
-    assert refused.exit_code == 1
-    assert "Error: another rebuild of the read models is running" in refused.output
-    assert not interrupted(ProjectedEpisodes(url))
+    (exit_code, output), = outputs
+    assert exit_code == 1
+    assert "Error: another rebuild of the read models is running" in output
+    assert "had not finished" not in output  # the marker was the running rebuild's
+    after = ProjectedEpisodes(url)
+    try:
+        assert not interrupted(after) and Projector(after).lag() == 0
+    finally:
+        after.close()
