@@ -175,6 +175,11 @@ def test_the_statement_floor_replays_what_the_commands_sent(capsys):
     # Every commit writes pages: the event, its stream's head, the position, the audit row...
     pages = float(printed.split("statements each\n")[1].split(" pages")[0])
     assert pages >= 4
+    # ... and they are told apart by table or index, adding up to the total.
+    shares = printed.split("by table or index: ")[1].split("\n")[0].split(", ")
+    per_btree = {share.rsplit(" ", 1)[0]: float(share.rsplit(" ", 1)[1]) for share in shares}
+    assert {"care_episodes_events", "rm_audit", "rm_tracking"} <= set(per_btree)
+    assert abs(sum(per_btree.values()) - pages) <= 0.01 * len(per_btree)
     assert "through sqlite3 alone:" in printed and "best this schema allows" in printed
 
 
