@@ -25,7 +25,7 @@ def test_a_second_rebuild_while_one_runs_fails_and_changes_nothing(database_url,
         record_a_varied_history(app, clinician, clock)
         expected = dump(app)
         refusals: list[str] = []
-        seen_between_pages: list[dict] = []
+        seen_between_pages: list[tuple[dict, dict]] = []
 
         def second_rebuild_between_pages(applied: int) -> None:
             if refusals:
