@@ -87,10 +87,12 @@ from episodes.values import Actor
 from episodes.workers import StoreSpec, worker_count
 
 DEFAULT_BATCH_EVENTS = 10_000  # events per transaction, as the raw limit's transactions
-# Below this many commands, worker processes cost more than they save (each takes about 1.5 s
+# Below this many commands, worker processes cost more than they save (each takes 0.4-1.5 s
 # of CPU to start, importing the library; deciding in them costs ~10% more: pickling, a
-# validation cache each): the histories are decided in the importing process.
-MIN_PARALLEL_COMMANDS = 20_000
+# validation cache each): the histories are decided in the importing process.  Measured on
+# 2 cores (docs/performance.md): at ~22,000 commands one process was as fast on SQLite and
+# 15% faster on PostgreSQL; at ~35,000 two processes were 5-8% faster; at ~66,000, 22-24%.
+MIN_PARALLEL_COMMANDS = 30_000
 
 
 @dataclass
