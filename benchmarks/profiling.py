@@ -65,7 +65,7 @@ def _parts() -> tuple[list[tuple[int, str, Callable[..., Any]]], list[tuple[str,
     ]
     anywhere = [
         ("decode a stored event (mapper.to_domain_event)",
-         application._TupleRestoringMapper.to_domain_event),
+         application.TupleRestoringMapper.to_domain_event),
         ("digest of a stored event (hash chain)", integrity.stored_digest),
         ("derive the episode row", derive.episode_row),
     ]

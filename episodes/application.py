@@ -58,7 +58,7 @@ class Receipt:
     duplicate: bool = False
 
 
-class _TupleRestoringMapper(encryption.KeyCheckingMapper):
+class TupleRestoringMapper(encryption.KeyCheckingMapper):
     """JSON has no tuples: give tuple-typed event fields back as tuples, as they were saved."""
 
     def to_domain_event(self, stored_event: Any) -> Any:
@@ -129,7 +129,7 @@ class Episodes(Application[UUID]):
 
     def construct_mapper(self) -> Mapper[UUID]:
         # The factory's mapper, so a configured cipher (CARE_EPISODES_CIPHER_KEY) is used.
-        return self.factory.mapper(self.construct_transcoder(), mapper_class=_TupleRestoringMapper)
+        return self.factory.mapper(self.construct_transcoder(), mapper_class=TupleRestoringMapper)
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)

@@ -39,7 +39,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import resolve_topic
 
-from episodes.application import _TupleRestoringMapper
+from episodes.application import TupleRestoringMapper
 from episodes.transcodings import DataclassAsDict, DateAsISO, EnumAsValue
 
 # (topic, state, originator id, originator version) -> the domain event
@@ -63,7 +63,7 @@ def fast_event_decoder(mapper: Mapper[Any]) -> EventDecoder:
     def through_the_mapper(topic: str, state: bytes, originator_id: UUID, version: int) -> Any:
         return fast.to_domain_event(StoredEvent(originator_id, version, topic, state))
 
-    if type(mapper) is not _TupleRestoringMapper or not isinstance(fast.transcoder, FastDecoding):
+    if type(mapper) is not TupleRestoringMapper or not isinstance(fast.transcoder, FastDecoding):
         return through_the_mapper  # a mapper this module does not know the steps of
     decode_json = fast.transcoder.decode
     cipher, compressor = fast.cipher, fast.compressor
@@ -72,7 +72,7 @@ def fast_event_decoder(mapper: Mapper[Any]) -> EventDecoder:
     def decode(topic: str, state: bytes, originator_id: UUID, version: int) -> Any:
         # eventsourcing's Mapper.to_domain_event, step by step, with the class and the id
         # converter found once a topic (the rebuild gives every stream id as a UUID); then
-        # _TupleRestoringMapper's tuples.
+        # TupleRestoringMapper's tuples.
         try:
             cls, convert_id, class_version = classes[topic]
         except KeyError:
@@ -97,7 +97,7 @@ def fast_event_decoder(mapper: Mapper[Any]) -> EventDecoder:
                 from_version += 1
         event = object.__new__(cls)
         object.__setattr__(event, "__dict__", fields)
-        # JSON has no tuples (_TupleRestoringMapper).  A field's value is what JSON or a
+        # JSON has no tuples (TupleRestoringMapper).  A field's value is what JSON or a
         # transcoding gave, never a subclass of list: looked for by type, in C, first.
         if list in map(type, fields.values()):
             for name, value in fields.items():

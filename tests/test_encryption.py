@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from episodes import Episodes, storage
-from episodes.application import _TupleRestoringMapper
+from episodes.application import TupleRestoringMapper
 from episodes.encryption import (
     CIPHER_TOPIC,
     KEY_VARIABLE,
@@ -38,7 +38,7 @@ PATIENT = "Patient/Jane-Doe"
 DIAGNOSIS = "Major depressive disorder"
 
 
-_Mapper = _TupleRestoringMapper  # the application's own mapper, which checks the key
+_Mapper = TupleRestoringMapper  # the application's own mapper, which checks the key
 
 
 def mapper_with(app: Episodes, key: str | None) -> _Mapper:
