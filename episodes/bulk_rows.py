@@ -21,6 +21,7 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import Connection, Table, insert
+from sqlalchemy.sql import sqltypes
 
 
 class BulkInserter:
@@ -73,6 +74,8 @@ class _Plan:
                 self.processors.append((index, processor))
             elif self.copy_types and self.copy_types[index] == "numeric":
                 self.processors.append((index, _as_decimal))  # the binary form takes Decimals only
+            elif self.copy_types and self.copy_types[index] in INTEGER_BITS:
+                self.processors.append((index, _in_range(INTEGER_BITS[self.copy_types[index]])))
 
     def values(self, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
         get, processors = self.get, self.processors
@@ -116,11 +119,30 @@ BINARY_COPY_TYPES = {
 def _binary_copy_types(table: Table, keys: list[str], dialect: Any) -> list[str] | None:
     names = []
     for key in keys:
-        spelled = table.c[key].type.compile(dialect=dialect).split("(")[0].strip()
-        if spelled not in BINARY_COPY_TYPES:
+        column_type = table.c[key].type
+        if isinstance(column_type, (sqltypes.Enum, sqltypes.ARRAY)):
+            return None  # an enum's own name could read as a listed type; arrays are not listed
+        spelled = column_type.compile(dialect=dialect)
+        if "[" in spelled or spelled.split("(")[0].strip() not in BINARY_COPY_TYPES:
             return None
-        names.append(BINARY_COPY_TYPES[spelled])
+        names.append(BINARY_COPY_TYPES[spelled.split("(")[0].strip()])
     return names
+
+
+# psycopg's binary dumpers wrap an integer too large for the column (2**31 + 7 into an int4
+# is stored as -2147483641) where the text form made the server refuse it: refused here too.
+INTEGER_BITS = {"int2": 16, "int4": 32}
+
+
+def _in_range(bits: int) -> Callable[[Any], Any]:
+    low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+    def checked(value: Any) -> Any:
+        if value is not None and not low <= value <= high:
+            raise OverflowError(f"{value} is out of range for a {bits}-bit integer column")
+        return value
+
+    return checked
 
 
 def _as_uuid(value: Any) -> Any:

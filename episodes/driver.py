@@ -194,8 +194,9 @@ def leave_pipeline(connection: Connection, *, quietly: bool = False) -> None:
     """Send what is queued, wait for it, and leave pipeline mode (a no-op outside one).
     ``quietly``: the transaction is being rolled back, so the queued statements' own errors
     are not raised over whatever failed first."""
-    info = connection.connection.info if not connection.closed else {}
-    entered = info.pop(_PIPELINE, None)
+    if connection.closed or connection.invalidated:
+        return  # no connection to leave a pipeline on (asking for it would try to reconnect)
+    entered = connection.connection.info.pop(_PIPELINE, None)
     if entered is None:
         return
     try:

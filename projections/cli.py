@@ -20,12 +20,17 @@ from projections.rebuild import (
     RebuildAlreadyRunning,
     interrupted,
 )
+from projections.rebuild_lock import rebuild_running
 
 
 def _projector(ctx: _AppContext) -> Projector:
     if interrupted(ctx.app):
         # Its rows cover part of the log in stream order, not a prefix of it: catching up from
         # the position would apply some events a second time.
+        if rebuild_running(ctx.app.recorder.datastore.engine):
+            raise click.ClickException(
+                "a rebuild of the read models is running; wait for it to finish"
+            )
         raise click.ClickException(
             "a rebuild of the read models was interrupted; run 'care-episodes rebuild' again"
         )
@@ -47,6 +52,8 @@ def rebuild(ctx: _AppContext, batch_size: int, page_size: int, workers: int | No
     """Drop every read model and rebuild it from the events (in bounded memory)."""
     total = ctx.app.recorder.max_notification_id() or 0
     job = Rebuild(ctx.app, page_events=page_size, workers=workers)
+    if rebuild_running(ctx.app.recorder.datastore.engine):  # said before any progress bar
+        raise click.ClickException(str(RebuildAlreadyRunning("it holds the rebuild lock")))
     try:
         with click.progressbar(length=total, label="Rebuilding read models", show_pos=True) as bar:
             applied = job.run(batch_size=batch_size, progress=bar.update)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -61,12 +62,33 @@ def exclusive_rebuild(engine: Engine) -> Iterator[None]:
         with _advisory_lock(engine):
             yield
         return
-    database = engine.url.database
-    if is_in_memory(str(engine.url)) or not database or fcntl is None:
+    database = _database_file(engine)
+    if not database or fcntl is None:
         yield
         return
     with _file_lock(database + LOCK_FILE_SUFFIX):
         yield
+
+
+def rebuild_running(engine: Engine) -> bool:
+    """Does another process (or another rebuild in this one) hold the rebuild lock now?"""
+    try:
+        with exclusive_rebuild(engine):
+            return False
+    except RebuildAlreadyRunning:
+        return True
+
+
+def _database_file(engine: Engine) -> str | None:
+    """The SQLite database's file as SQLite itself names it (absolute, whatever the URL's form:
+    a relative path, a ``file:`` URI), or None for an in-memory or temporary database."""
+    if is_in_memory(str(engine.url)):
+        return None
+    with engine.connect() as connection:
+        for _, name, path in connection.exec_driver_sql("PRAGMA database_list"):
+            if name == "main":
+                return path or None
+    return None
 
 
 @contextmanager
@@ -78,8 +100,19 @@ def _advisory_lock(engine: Engine) -> Iterator[None]:
         try:
             yield
         finally:
-            if not connection.closed and not connection.invalidated:
-                connection.execute(UNLOCK, ADVISORY_KEYS)
+            _unlock(connection)
+
+
+def _unlock(connection: Any) -> None:
+    """Release the advisory lock; if that fails (the connection dropped, which released it),
+    the connection is discarded rather than pooled, so no pooled session can hold the lock."""
+    if connection.closed or connection.invalidated:
+        return
+    try:
+        connection.execute(UNLOCK, ADVISORY_KEYS)
+    except Exception:  # noqa: BLE001 - whatever failed, the rebuild's own outcome stands
+        if not connection.invalidated:  # a disconnect invalidates it already
+            connection.invalidate()
 
 
 @contextmanager

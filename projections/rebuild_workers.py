@@ -24,6 +24,7 @@ PostgreSQL each process's ``COPY`` runs on its own connection into the same tabl
 
 from __future__ import annotations
 
+import multiprocessing
 import queue
 import resource
 import signal
@@ -180,13 +181,28 @@ def _stop(workers: list[BaseProcess]) -> None:
 def _worker(spec: StoreSpec, snapshot: int, page_events: int, tasks: Any, reports: Any) -> None:
     """A worker process: the ranges it takes, a pass each, then its peak memory."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+
+    def still_wanted() -> None:
+        # A daemon worker is stopped when the rebuilding process exits normally, not when it
+        # is killed (SIGKILL, the OOM killer): its lock is gone then, and a new rebuild may
+        # drop and recreate the tables.  So a worker stops, between its pages, once the
+        # rebuilding process is gone.  (A page already being written still lands.)
+        if parent is not None and not parent.is_alive():
+            raise SystemExit("the rebuilding process is gone")
+
+    def page(applied: int) -> None:
+        reports.put(("page", applied))
+        still_wanted()
+
     try:
         app = spec.open()
         try:
             stream_pass = StreamPass(app, snapshot, page_events=page_events)
             with fewer_collections():
                 while (id_range := tasks.get()) is not None:
-                    stream_pass.run(*id_range, progress=lambda applied: reports.put(("page", applied)))
+                    still_wanted()
+                    stream_pass.run(*id_range, progress=page)
         finally:
             app.close()
     except BaseException:  # noqa: BLE001 - any failure is told to the rebuilding process

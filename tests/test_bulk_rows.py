@@ -16,6 +16,7 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
+    Enum,
     Integer,
     LargeBinary,
     MetaData,
@@ -91,5 +92,23 @@ def test_postgresql_copies_in_binary_where_every_type_is_known():
     keys = [c.name for c in bulk.columns]
     assert _binary_copy_types(bulk, keys, dialect) == [
         "int4", "uuid", "uuid", "timestamptz", "date", "varchar", "text", "bool", "numeric", "bytea"]
-    odd = Table("bulk_rows_odd", MetaData(), Column("id", Integer), Column("doc", postgresql.JSONB))
-    assert _binary_copy_types(odd, ["id", "doc"], dialect) is None  # copied as text
+    odd = MetaData()
+    for name, column_type in (("json", postgresql.JSONB), ("array", postgresql.ARRAY(String(8))),
+                              ("enum", Enum("date", "text", name="text"))):
+        table = Table(f"bulk_rows_{name}", odd, Column("id", Integer), Column("x", column_type))
+        assert _binary_copy_types(table, ["id", "x"], dialect) is None, name  # copied as text
+
+
+def test_an_integer_too_large_for_its_column_is_refused_not_wrapped(postgres_url):
+    # psycopg's binary form of an int4 wraps 2**31 + 7 to -2147483641; the text form was refused.
+    engine = create_engine(postgres_url)
+    metadata.create_all(engine)
+    try:
+        row = {**rows()[0], "id": 2**31 + 7}
+        with pytest.raises(OverflowError, match="out of range for a 32-bit"), engine.begin() as connection:
+            BulkInserter(bulk).insert(connection, [row])
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql(f"SELECT count(*) FROM {bulk.name}").scalar_one() == 0
+    finally:
+        metadata.drop_all(engine)
+        engine.dispose()

@@ -102,3 +102,23 @@ def test_a_transaction_commits_its_queued_writes_or_none_of_them(engine):
     with engine.connect() as connection:
         assert list(connection.execute(select(things.c.id)).scalars()) == [kept]
         assert not any(key.startswith("care_episodes.") for key in connection.connection.info)
+
+
+def test_a_session_the_server_ended_raises_its_own_error(postgres_url):
+    # A session the server ends (a restart, an idle timeout) is a disconnect: the caller sees
+    # that error, not one from the pipeline's clean-up on the way out, which asked the dead
+    # connection for its pipeline and so tried to reconnect inside the failed transaction.
+    engine = create_engine(postgres_url)
+    driver.enable(engine)
+    try:
+        with pytest.raises(sqlalchemy.exc.OperationalError) as raised:
+            with engine.connect() as connection:
+                pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+                with engine.connect() as other:
+                    other.exec_driver_sql("SELECT pg_terminate_backend(%(pid)s)", {"pid": pid})
+                connection.exec_driver_sql("SELECT 1")
+        assert raised.value.connection_invalidated
+        with engine.connect() as connection:  # the pool gives a live session again
+            assert connection.exec_driver_sql("SELECT 1").scalar_one() == 1
+    finally:
+        engine.dispose()

@@ -127,3 +127,96 @@ def test_the_rebuild_command_says_another_one_is_running(tmp_path):
         assert not interrupted(after) and Projector(after).lag() == 0
     finally:
         after.close()
+
+
+def test_project_says_a_rebuild_is_running_rather_than_interrupted(tmp_path):
+    from admin.cli import main as full_cli
+
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    runner = CliRunner()
+    assert runner.invoke(full_cli, ["--db", url, "demo", "--episodes", "2", "--seed", "2"]).exit_code == 0
+    app = ProjectedEpisodes(url)
+    said = []
+
+    def ask_meanwhile(applied: int) -> None:
+        if not said:
+            said.append(runner.invoke(full_cli, ["--db", url, "lag"]).output)
+
+    try:
+        rebuild(app, page_events=5, progress=ask_meanwhile)
+    finally:
+        app.close()
+    assert "a rebuild of the read models is running; wait for it to finish" in said[0]
+    assert "interrupted" not in said[0]
+
+
+def test_one_sqlite_file_one_lock_whatever_the_url_says(tmp_path, monkeypatch):
+    from sqlalchemy import create_engine
+
+    from projections.rebuild_lock import rebuild_running
+
+    monkeypatch.chdir(tmp_path)
+    urls = ["sqlite:///store.db", f"sqlite:///{tmp_path / 'store.db'}",
+            f"sqlite:///file:{tmp_path / 'store.db'}?uri=true"]
+    engines = [create_engine(url) for url in urls]
+    try:
+        with engines[0].begin() as connection:
+            connection.exec_driver_sql("CREATE TABLE t (x)")  # the file exists
+        for holder in engines:
+            with exclusive_rebuild(holder):
+                # Check every spelling of the same file sees the lock.
+                assert all(rebuild_running(other) for other in engines)
+        assert not any(rebuild_running(engine) for engine in engines)
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(LOCK_FILE_SUFFIX)) == [
+            "store.db" + LOCK_FILE_SUFFIX]
+    finally:
+        for engine in engines:
+            engine.dispose()
+
+
+def test_a_lock_connection_that_dropped_neither_fails_the_rebuild_nor_stays_pooled(postgres_url, clock):
+    app = ProjectedEpisodes(postgres_url, clock=clock)
+    engine = app.recorder.datastore.engine
+    try:
+        with exclusive_rebuild(engine):
+            with engine.connect() as other:  # the server ends the session holding the lock
+                pid = other.exec_driver_sql(
+                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = %(c)s "
+                    "AND objid = 1", {"c": 0x43455049}).scalar_one()
+                other.exec_driver_sql("SELECT pg_terminate_backend(%(pid)s)", {"pid": pid})
+        # Check the block ended without an error and the lock is free for the next rebuild.
+        assert rebuild(app) == events_in(app)
+    finally:
+        app.close()
+
+
+def test_a_worker_stops_once_the_rebuilding_process_is_gone(sqlite_url, clock, clinician, monkeypatch):
+    import queue
+    import signal
+
+    from episodes.workers import StoreSpec
+    from projections import rebuild_workers
+
+    app = ProjectedEpisodes(sqlite_url, clock=clock)
+    try:
+        record_a_varied_history(app, clinician, clock)
+        spec, snapshot = StoreSpec.of(app), events_in(app)
+    finally:
+        app.close()
+
+    class Gone:
+        def is_alive(self) -> bool:
+            return False
+
+    monkeypatch.setattr(rebuild_workers.multiprocessing, "parent_process", lambda: Gone())
+    monkeypatch.setattr(signal, "signal", lambda *args: None)  # the worker ignores Ctrl-C
+    tasks, reports = queue.Queue(), queue.Queue()
+    for id_range in rebuild_workers.id_ranges(1):
+        tasks.put(id_range)
+    tasks.put(None)
+    with pytest.raises(SystemExit):
+        rebuild_workers._worker(spec, snapshot, 3, tasks, reports)
+    told = [reports.get_nowait() for _ in range(reports.qsize())]
+    # Check it wrote no page and said why it stopped.
+    assert [kind for kind, _ in told] == ["failed"]
+    assert "the rebuilding process is gone" in told[0][1]
