@@ -64,18 +64,17 @@ class _Plan:
         for index, key in enumerate(order):
             column_type = table.c[key].type
             processor = column_type.dialect_impl(dialect).bind_processor(dialect)
-            if processor is not None and self.copy_types and self.copy_types[index] == "uuid":
+            binary = self.copy_types[index] if self.copy_types else None
+            if processor is not None and binary == "uuid":
                 # The binary form takes UUIDs: a type that sends text (sqlalchemy_utils' UUIDType,
                 # the event store's stream id) is not asked to turn them into strings.
                 processor = _as_uuid
+            if processor is None:
+                processor = BINARY_FORM.get(binary)  # what the binary form needs of the value
             if processor is not None:
                 if _python_type(column_type) in REPEATED_TYPES:
                     processor = _remembering(processor)
                 self.processors.append((index, processor))
-            elif self.copy_types and self.copy_types[index] == "numeric":
-                self.processors.append((index, _as_decimal))  # the binary form takes Decimals only
-            elif self.copy_types and self.copy_types[index] in INTEGER_BITS:
-                self.processors.append((index, _in_range(INTEGER_BITS[self.copy_types[index]])))
 
     def values(self, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
         get, processors = self.get, self.processors
@@ -123,17 +122,15 @@ def _binary_copy_types(table: Table, keys: list[str], dialect: Any) -> list[str]
         if isinstance(column_type, (sqltypes.Enum, sqltypes.ARRAY)):
             return None  # an enum's own name could read as a listed type; arrays are not listed
         spelled = column_type.compile(dialect=dialect)
-        if "[" in spelled or spelled.split("(")[0].strip() not in BINARY_COPY_TYPES:
+        base = spelled.split("(")[0].strip()  # VARCHAR(64) -> VARCHAR
+        if "[" in spelled or base not in BINARY_COPY_TYPES:
             return None
-        names.append(BINARY_COPY_TYPES[spelled.split("(")[0].strip()])
+        names.append(BINARY_COPY_TYPES[base])
     return names
 
 
 # psycopg's binary dumpers wrap an integer too large for the column (2**31 + 7 into an int4
 # is stored as -2147483641) where the text form made the server refuse it: refused here too.
-INTEGER_BITS = {"int2": 16, "int4": 32}
-
-
 def _in_range(bits: int) -> Callable[[Any], Any]:
     low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
 
@@ -155,6 +152,14 @@ def _as_decimal(value: Any) -> Any:
     if value is None or isinstance(value, Decimal):
         return value
     return Decimal(str(value))  # an int, or a float as it prints (what the text form sent)
+
+
+# Per binary type without a bind processor of its own: what its binary form needs of a value.
+BINARY_FORM: dict[str | None, Callable[[Any], Any]] = {
+    "numeric": _as_decimal,  # Decimals only
+    "int2": _in_range(16),
+    "int4": _in_range(32),
+}
 
 
 # Values that recur across rows (an episode's id in each of its rows, the clinical dates): their

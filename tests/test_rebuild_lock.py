@@ -99,29 +99,34 @@ def test_an_in_memory_database_needs_no_lock(clock):
         app.close()
 
 
-def test_the_rebuild_command_says_another_one_is_running(tmp_path):
+def command_during_a_rebuild(tmp_path, *args: str) -> tuple[str, object]:
+    """The CLI command ``args`` run on a demo database while a rebuild of it is under way (its
+    marker there, its lock held): (the database URL, the command's result)."""
     from admin.cli import main as full_cli
 
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     runner = CliRunner()
     assert runner.invoke(full_cli, ["--db", url, "demo", "--episodes", "2", "--seed", "2"]).exit_code == 0
     app = ProjectedEpisodes(url)
-    outputs = []
+    results = []
 
-    def run_the_command_meanwhile(applied: int) -> None:
-        if not outputs:  # a rebuild is running: its marker is there and it holds the lock
-            assert interrupted(app)
-            refused = runner.invoke(full_cli, ["--db", url, "rebuild"])
-            outputs.append((refused.exit_code, refused.output))
+    def run_meanwhile(applied: int) -> None:
+        if not results:
+            assert interrupted(app)  # the running rebuild's marker
+            results.append(runner.invoke(full_cli, ["--db", url, *args]))
 
     try:
-        rebuild(app, page_events=5, progress=run_the_command_meanwhile)
+        rebuild(app, page_events=5, progress=run_meanwhile)
     finally:
         app.close()
-    (exit_code, output), = outputs
-    assert exit_code == 1
-    assert "Error: another rebuild of the read models is running" in output
-    assert "had not finished" not in output  # the marker was the running rebuild's
+    return url, results[0]
+
+
+def test_the_rebuild_command_says_another_one_is_running(tmp_path):
+    url, refused = command_during_a_rebuild(tmp_path, "rebuild")
+    assert refused.exit_code == 1
+    assert "Error: another rebuild of the read models is running" in refused.output
+    assert "had not finished" not in refused.output  # the marker was the running rebuild's
     after = ProjectedEpisodes(url)
     try:
         assert not interrupted(after) and Projector(after).lag() == 0
@@ -130,24 +135,9 @@ def test_the_rebuild_command_says_another_one_is_running(tmp_path):
 
 
 def test_project_says_a_rebuild_is_running_rather_than_interrupted(tmp_path):
-    from admin.cli import main as full_cli
-
-    url = f"sqlite:///{tmp_path / 'cli.db'}"
-    runner = CliRunner()
-    assert runner.invoke(full_cli, ["--db", url, "demo", "--episodes", "2", "--seed", "2"]).exit_code == 0
-    app = ProjectedEpisodes(url)
-    said = []
-
-    def ask_meanwhile(applied: int) -> None:
-        if not said:
-            said.append(runner.invoke(full_cli, ["--db", url, "lag"]).output)
-
-    try:
-        rebuild(app, page_events=5, progress=ask_meanwhile)
-    finally:
-        app.close()
-    assert "a rebuild of the read models is running; wait for it to finish" in said[0]
-    assert "interrupted" not in said[0]
+    _, said = command_during_a_rebuild(tmp_path, "lag")
+    assert "a rebuild of the read models is running; wait for it to finish" in said.output
+    assert "interrupted" not in said.output
 
 
 def test_one_sqlite_file_one_lock_whatever_the_url_says(tmp_path, monkeypatch):

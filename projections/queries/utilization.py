@@ -92,16 +92,20 @@ def _used() -> Any:
                 else_=func.count(s.c.version))
 
 
+def _counted_sessions() -> tuple[Any, ...]:
+    """The rm_sessions rows an authorization's use counts: its episode's attended sessions
+    dated within it."""
+    a, s = tables.authorizations, tables.sessions
+    return (s.c.episode_id == a.c.episode_id, s.c.outcome == "attended",
+            s.c.session_date >= a.c.start_on, s.c.session_date <= a.c.end_on)
+
+
 def _uses_select(*where: Any) -> Select:
     """Authorizations with what was used of them, counted in SQL (one row per authorization)."""
     a, s = tables.authorizations, tables.sessions
-    in_range = and_(
-        s.c.episode_id == a.c.episode_id, s.c.outcome == "attended",
-        s.c.session_date >= a.c.start_on, s.c.session_date <= a.c.end_on,
-    )
     return (
         select(a, _used().label("used"))
-        .select_from(a.outerjoin(s, in_range))
+        .select_from(a.outerjoin(s, and_(*_counted_sessions())))
         .where(*where)
         .group_by(*a.c)
         .order_by(a.c.episode_id, a.c.start_on, a.c.version)
@@ -215,10 +219,8 @@ def _expiring_now(ending: tuple[Any, ...], program_code: str | None) -> Select:
     subqueries (the sessions' key) instead of a join of every session (0.4 s at 100,000
     episodes); tests/test_read_stay_current.py checks it against the general path.
     """
-    a, e, s = tables.authorizations, tables.episodes, tables.sessions
+    a, e = tables.authorizations, tables.episodes
     later = tables.authorizations.alias("later")
-    in_range = (s.c.episode_id == a.c.episode_id, s.c.outcome == "attended",
-                s.c.session_date >= a.c.start_on, s.c.session_date <= a.c.end_on)
     # SQLite reads rm_authorizations through and looks the episodes up, rather than every
     # episode in care by rm_episodes_status_program and then its authorizations.
     where = [*ending, unindexed(e.c.status).in_(IN_CARE)]
@@ -227,7 +229,7 @@ def _expiring_now(ending: tuple[Any, ...], program_code: str | None) -> Select:
     return (
         # One subquery counts what the unit asks for: with a count of days and one of sessions
         # PostgreSQL's estimate passed jit_above_cost, and JIT compiling took 0.15-0.6 s.
-        select(a, select(_used()).where(*in_range).scalar_subquery().label("used"),
+        select(a, select(_used()).where(*_counted_sessions()).scalar_subquery().label("used"),
                e.c.status, e.c.program_code, e.c.clinic, e.c.patient_ref,
                select(func.max(later.c.end_on)).where(later.c.episode_id == a.c.episode_id)
                .scalar_subquery().label("last_end"))
