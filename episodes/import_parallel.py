@@ -20,6 +20,7 @@ importing process gets it and shuts them down.
 from __future__ import annotations
 
 import signal
+import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -129,17 +130,25 @@ class DecidingPool:
 
     def close(self) -> None:
         """Stop the workers: chunks not started are dropped, running ones finish; returns
-        once every worker process has exited.
+        once every worker process has exited and been reaped.
 
-        Not ``shutdown(wait=True)`` alone: on Python 3.11, when a worker dies (killed, or its
-        start-up failed) while chunks this process took back are cancelled, the executor's
-        management thread fails (``InvalidStateError`` setting the cancelled futures' error)
-        and ``shutdown(wait=True)`` then never returns.  So the worker processes are joined
-        here, and any still alive after :data:`STOP_SECONDS` terminated."""
+        The executor's management thread joins the workers once their running chunks are
+        done, so it is waited for first: joining the workers here at the same time would race
+        it for each worker's exit status (the loser's ``waitpid`` fails, and the process is
+        left looking alive to ``multiprocessing.active_children``).  Not ``shutdown(wait=True)``
+        alone: on Python 3.11, when a worker dies (killed, or its start-up failed) while chunks
+        this process took back are cancelled, the management thread fails (``InvalidStateError``
+        setting the cancelled futures' error) without joining anyone, and ``shutdown(wait=True)``
+        then never returns.  So the worker processes are joined here too, and any still alive
+        after :data:`STOP_SECONDS` terminated."""
         processes = list((getattr(self.executor, "_processes", None) or {}).values())
+        manager = getattr(self.executor, "_executor_manager_thread", None)
+        deadline = time.monotonic() + STOP_SECONDS
         self.executor.shutdown(wait=False, cancel_futures=True)
+        if manager is not None:
+            manager.join(STOP_SECONDS)
         for process in processes:
-            process.join(STOP_SECONDS)
+            process.join(max(0.0, deadline - time.monotonic()))
         for process in processes:
             if process.is_alive():
                 process.terminate()
