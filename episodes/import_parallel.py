@@ -7,12 +7,12 @@ about :data:`CHUNK_COMMANDS` commands, so that every worker has work even when a
 transaction's worth; the chunks' outcomes are taken back in order, and the first rejection of
 a batch stops the import before that batch is written, as in one process.  Between writes,
 the importing process decides the chunks no worker has started yet instead of waiting (it
-has the same decider): workers take a second or more to start, and a busy machine may give
-them little time.
+has the same decider): a spawned worker takes half a second or more to start, and a busy
+machine may give workers little time.
 
-A worker is started with ``spawn`` (:mod:`episodes.workers`): it opens the store as the
-application did (:class:`StoreSpec`) only to build the same mapper (transcodings, cipher,
-compression), then builds one :class:`Decider` with the program definitions, the actor and the
+A worker is forked or spawned (:func:`episodes.workers.context`); either way it opens the
+store as the application did (:class:`StoreSpec`) only to build the same mapper
+(transcodings, cipher, compression), then builds one :class:`Decider` with the program definitions, the actor and the
 correlation id the importing process read, and the same clock.  Workers ignore Ctrl-C: the
 importing process gets it and shuts them down.
 """
@@ -32,7 +32,7 @@ from episodes.import_decider import Decider, Planned
 from episodes.import_input import EpisodeHistory, ImportRejected
 from episodes.program import ProgramDefinition
 from episodes.values import Actor
-from episodes.workers import StoreSpec, context
+from episodes.workers import StoreSpec, context, forget_parent
 
 # A batch's histories to decide, in input order; a rejection made before deciding (the same
 # referral twice in one import) stands at the place of its history.
@@ -208,6 +208,7 @@ def _start_worker(spec: StoreSpec, programs: Mapping[str, ProgramDefinition], ac
     # abruptly"; kept and raised by the first chunk instead, the error itself (a wrong cipher
     # key, a database that does not answer) reaches the importing process.
     global _decider, _start_error
+    forget_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the importing process stops the workers
     try:
         app = spec.open()

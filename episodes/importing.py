@@ -84,15 +84,17 @@ from episodes.import_parallel import (
     decide_all,
 )
 from episodes.values import Actor
-from episodes.workers import StoreSpec, worker_count
+from episodes.workers import StoreSpec, start_method, worker_count
 
 DEFAULT_BATCH_EVENTS = 10_000  # events per transaction, as the raw limit's transactions
-# Below this many commands, worker processes cost more than they save (each takes 0.4-1.5 s
-# of CPU to start, importing the library; deciding in them costs ~10% more: pickling, a
-# validation cache each): the histories are decided in the importing process.  Measured on
-# 2 cores (docs/performance.md): at ~22,000 commands one process was as fast on SQLite and
-# 15% faster on PostgreSQL; at ~35,000 two processes were 5-8% faster; at ~66,000, 22-24%.
-MIN_PARALLEL_COMMANDS = 30_000
+# Below this many commands, worker processes cost more than they save, and the histories are
+# decided in the importing process: by how the workers start (episodes.workers.start_method).
+# Deciding in workers costs ~10% more CPU (pickling, a validation cache each); a spawned
+# worker also takes 0.4-1.5 s of CPU to start, importing the library, a forked one a few ms.
+# Measured on 2 cores (docs/performance.md): spawned, at ~22,000 commands one process was as
+# fast on SQLite and 15% faster on PostgreSQL, at ~35,000 two processes were 5-8% faster;
+# forked, at ~11,000 commands two processes were 0-20% faster, at ~22,000 25-45%.
+MIN_PARALLEL_COMMANDS = {"fork": 10_000, "spawn": 30_000}
 
 
 @dataclass
@@ -124,8 +126,9 @@ def import_episodes(
     none in its data (default: its command id, as ``execute`` does).  ``progress`` is called
     with the running summary after each batch.  ``workers``: how many processes decide the
     histories while this one writes (``None``: one per core; 0 or 1: this process only); an
-    input of one batch or fewer than :data:`MIN_PARALLEL_COMMANDS` commands, or an in-memory
-    database, is decided here.  Raises :class:`ImportRejected`.
+    input of one batch or fewer than :data:`MIN_PARALLEL_COMMANDS` commands (10,000 where
+    workers are forked, 30,000 where they are spawned), or an in-memory database, is decided
+    here.  Raises :class:`ImportRejected`.
     """
     if not isinstance(actor, Actor):
         raise TypeError(f"actor must be an episodes.Actor, not {type(actor).__name__}")
@@ -140,7 +143,8 @@ def import_episodes(
     batches = (writer.sort_out(batch, seen) for batch in _batches(histories, batch_events))
     spec = StoreSpec.of(app)
     count = worker_count(workers, spec)
-    large, batches = _look_ahead(batches, MIN_PARALLEL_COMMANDS) if count else (False, batches)
+    large, batches = (_look_ahead(batches, MIN_PARALLEL_COMMANDS[start_method()]) if count
+                      else (False, batches))
     decider = Decider(app.mapper, app.clock, programs, actor, correlation_id)
     pool = DecidingPool(count, spec, programs, actor, correlation_id, decider) if large else None
     summary.workers = count if large else 0

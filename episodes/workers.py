@@ -2,15 +2,27 @@
 one opens the same store as the application that started it.
 
 Those jobs are mostly Python (validating, deciding and encoding; decoding and folding), so one
-process uses one core while the database waits.  A worker is a separate process started with
-``spawn``: it imports the library afresh and opens its own engine, instead of inheriting (with
-``fork``) the parent's pooled connections, whose sockets a child must never use or close.
+process uses one core while the database waits.  Every worker opens its own engine from a
+:class:`StoreSpec`; it never uses a connection of the process that started it.
+
+How a worker starts (:func:`context`): ``spawn`` imports the library afresh, about half a second
+of CPU a worker before it does anything (more on a slower machine), which is most of a small
+job.  So on Linux, when the starting process has no other thread, a worker is *forked* instead
+(a few milliseconds): it then holds a copy of every object of its parent, the parent's pooled
+connections included, so its first step (:func:`forget_parent`) takes all of them out of the
+garbage collector's reach: a child that finalized one would close or roll back the parent's
+session on the parent's socket.  A process with other threads (a web server's) always
+spawns: forking it could copy a lock another thread holds.  ``$CARE_EPISODES_WORKER_START``
+(``fork`` or ``spawn``) overrides the choice.
 """
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
+import sys
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from multiprocessing.context import BaseContext
@@ -74,9 +86,31 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+START_METHOD_VARIABLE = "CARE_EPISODES_WORKER_START"
+
+
 def context() -> BaseContext:
-    return multiprocessing.get_context("spawn")
+    """The way to start workers from here now: ``fork`` when safe (see the module), else
+    ``spawn``.  Decide just before starting them, while no thread of ours runs yet."""
+    return multiprocessing.get_context(start_method())
 
 
-__all__ = ["MAX_AUTOMATIC_WORKERS", "StoreSpec", "available_cores", "context", "is_in_memory",
-           "worker_count"]
+def start_method() -> str:
+    chosen = os.environ.get(START_METHOD_VARIABLE, "").strip().lower()
+    if chosen in ("fork", "spawn"):
+        return chosen
+    if chosen:
+        raise ValueError(f"{START_METHOD_VARIABLE} must be fork or spawn, not {chosen!r}")
+    forkable = sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
+    return "fork" if forkable and threading.active_count() == 1 else "spawn"
+
+
+def forget_parent() -> None:
+    """A worker's first step: a forked worker must never finalize an object it inherited (the
+    parent's connections among them), so every object there is now is frozen out of the
+    garbage collector.  Harmless in a spawned worker (it froze its own imports)."""
+    gc.freeze()
+
+
+__all__ = ["MAX_AUTOMATIC_WORKERS", "START_METHOD_VARIABLE", "StoreSpec", "available_cores",
+           "context", "forget_parent", "is_in_memory", "start_method", "worker_count"]

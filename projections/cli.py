@@ -46,7 +46,8 @@ def _projector(ctx: _AppContext) -> Projector:
               help="Events read and written per transaction by the rebuild itself.")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Processes that rebuild the streams, this one included (0 or 1: this one "
-                   f"alone).  Default: one per core for a log of {PARALLEL_MIN_EVENTS:,} events or more.")
+                   f"alone).  Default: one per core for a log of {PARALLEL_MIN_EVENTS['fork']:,} events "
+                   f"or more ({PARALLEL_MIN_EVENTS['spawn']:,} where workers are spawned).")
 @pass_app
 def rebuild(ctx: _AppContext, batch_size: int, page_size: int, workers: int | None) -> None:
     """Drop every read model and rebuild it from the events (in bounded memory)."""

@@ -33,9 +33,10 @@ Exactly once, and never claiming too much:
 Speed: rows go in through :class:`episodes.bulk_rows.BulkInserter` (COPY on PostgreSQL), the
 payloads are decoded by :func:`projections.decoding.fast_event_decoder`, the tables' secondary
 indexes are built once at the end instead of row by row, and the garbage collector runs less
-often while millions of short-lived objects pass.  Worker processes take about a second each
-to start (``spawn``), so by default a log smaller than :data:`PARALLEL_MIN_EVENTS` is passed
-in this process.
+often while millions of short-lived objects pass.  Worker processes take a few milliseconds
+to start where they are forked, about a second where they are spawned
+(:mod:`episodes.workers`), so by default a log smaller than :data:`PARALLEL_MIN_EVENTS` (for
+that way of starting) is passed in this process.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from collections.abc import Callable
 from sqlalchemy import bindparam, delete, insert, select, update
 
 from episodes.application import Episodes
-from episodes.workers import StoreSpec, worker_count
+from episodes.workers import StoreSpec, start_method, worker_count
 from projections import tables
 from projections.projector import DEFAULT_BATCH, PROJECTION_NAME, REBUILDING, Projector
 from projections.rebuild_lock import RebuildAlreadyRunning, exclusive_rebuild
@@ -54,9 +55,11 @@ from projections.stream_pass import PAGE_EVENTS, StreamPass, fewer_collections
 
 SECONDARY_INDEXES = tuple(index for table in tables.READ_MODELS for index in table.indexes)
 # Below this many events, the library's default (workers=None) passes the streams in this
-# process: starting the workers (~1 s each) costs more than they save.  Measured on 2 cores:
-# docs/performance.md.
-PARALLEL_MIN_EVENTS = 50_000
+# process: starting the workers costs more than they save.  By how they start
+# (episodes.workers.start_method): a spawned worker takes ~0.5-1 s, a forked one a few ms.
+# Measured on 2 cores (docs/performance.md): forked, two processes were as fast as one at
+# ~2,000 events and 10-50% faster from ~5,000.
+PARALLEL_MIN_EVENTS = {"fork": 5_000, "spawn": 50_000}
 
 
 def interrupted(app: Episodes) -> bool:
@@ -73,7 +76,8 @@ def rebuild(app: Episodes, *, workers: int | None = None, page_events: int = PAG
     """Drop every read model and derive it again from the events; returns the events applied.
 
     ``workers``: how many processes pass the streams, this one included (0 or 1: this one
-    alone; None: one per core when the log has at least :data:`PARALLEL_MIN_EVENTS` events,
+    alone; None: one per core when the log has at least :data:`PARALLEL_MIN_EVENTS` events
+    (5,000 where workers are forked, 50,000 where they are spawned),
     else this one alone; an in-memory SQLite database is always passed in this process)."""
     return Rebuild(app, page_events=page_events, workers=workers).run(batch_size=batch_size,
                                                                       progress=progress)
@@ -102,7 +106,7 @@ class Rebuild:
     def processes_for(self, events: int) -> int:
         """How many processes pass ``events`` events, this one included."""
         requested = self.requested_workers
-        if requested is None and events < PARALLEL_MIN_EVENTS:
+        if requested is None and events < PARALLEL_MIN_EVENTS[start_method()]:
             return 1
         return max(1, worker_count(requested, StoreSpec.of(self.app)))
 

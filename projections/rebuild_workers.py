@@ -8,9 +8,9 @@ a connection of its own.  Cutting the id space evenly gives ranges of about the 
 of streams because stream ids are random (``uuid4``) or hashes (``uuid5``); the extra ranges
 even out what is left (a long stream, a busy core).
 
-The rebuilding process is one of them: it starts the workers (``spawn``: about a second
-each before they read anything) and takes ranges itself meanwhile, so a worker that starts
-late just takes fewer.  Between its pages it reports the workers' pages to the caller's
+The rebuilding process is one of them: it starts the workers (forked where that is safe,
+else spawned: about a second each before they read anything, see ``episodes.workers``) and
+takes ranges itself meanwhile, so a worker that starts late just takes fewer.  Between its pages it reports the workers' pages to the caller's
 ``progress`` and watches them: when a worker fails (an exception, or a process that dies
 without saying why), or this process's own pass or the caller's ``progress`` raises, every
 worker is stopped and the failure raised, so the rebuild ends without moving the position or
@@ -36,7 +36,7 @@ from typing import Any
 from uuid import UUID
 
 from episodes.application import Episodes
-from episodes.workers import StoreSpec, context
+from episodes.workers import StoreSpec, context, forget_parent
 from projections.stream_pass import StreamPass, fewer_collections
 
 RANGES_PER_PROCESS = 4  # more ranges than processes: one done early takes another
@@ -73,19 +73,21 @@ def run_pass(app: Episodes, snapshot: int, processes: int, *, page_events: int,
     ctx = context()
     tasks: Any = ctx.Queue()
     reports: Any = ctx.Queue()
-    for id_range in id_ranges(processes * RANGES_PER_PROCESS):
-        tasks.put(id_range)
     workers = [
         ctx.Process(target=_worker, args=(StoreSpec.of(app), snapshot, page_events, tasks, reports),
                     name=f"care-episodes-rebuild-{n}", daemon=True)
         for n in range(1, processes)
     ]
-    for _ in range(processes):
-        tasks.put(None)  # after every range, one "no more ranges" for each process to take
     watch = _Watch(workers, reports, progress)
     try:
+        # Started before the first task is queued: a queue's first put starts its feeder
+        # thread, and a forked worker must not copy a process with threads running.
         for worker in workers:
             worker.start()
+        for id_range in id_ranges(processes * RANGES_PER_PROCESS):
+            tasks.put(id_range)
+        for _ in range(processes):
+            tasks.put(None)  # after every range, one "no more ranges" for each process to take
         own = StreamPass(app, snapshot, page_events=page_events)
         with fewer_collections():
             while (id_range := _next_range(tasks, watch)) is not None:
@@ -180,6 +182,7 @@ def _stop(workers: list[BaseProcess]) -> None:
 
 def _worker(spec: StoreSpec, snapshot: int, page_events: int, tasks: Any, reports: Any) -> None:
     """A worker process: the ranges it takes, a pass each, then its peak memory."""
+    forget_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = multiprocessing.parent_process()
 

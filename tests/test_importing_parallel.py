@@ -30,6 +30,7 @@ from episodes.importing import (
     read_json_lines,
 )
 from episodes.verification import verify
+from episodes.workers import START_METHOD_VARIABLE
 from tests.test_importing import (
     ADMIT,
     INTAKE,
@@ -49,7 +50,7 @@ BATCH = 120  # events a batch: four or more batches
 
 @pytest.fixture(autouse=True)
 def small_inputs_go_parallel(monkeypatch):
-    monkeypatch.setattr(importing, "MIN_PARALLEL_COMMANDS", 1)
+    monkeypatch.setattr(importing, "MIN_PARALLEL_COMMANDS", {"fork": 1, "spawn": 1})
     monkeypatch.setattr(import_parallel, "CHUNK_COMMANDS", 40)  # a few chunks a batch
     # The workers decide every chunk (the importing process would otherwise take those no
     # worker has started, which on a small input may be all of them).
@@ -102,7 +103,10 @@ def rejection_fields(error: ImportRejected) -> tuple:
 # ---------------------------------------------------------------- the same record
 
 
-def test_workers_store_byte_for_byte_what_one_process_stores(database_url, clock):
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_workers_store_byte_for_byte_what_one_process_stores(database_url, clock, monkeypatch,
+                                                             method):
+    monkeypatch.setenv(START_METHOD_VARIABLE, method)  # forked or spawned workers alike
     rows, heads, summary = imported_with(fresh(database_url, "one"), clock, workers=0)
     rows2, heads2, summary2 = imported_with(fresh(database_url, "two"), clock, workers=2)
     # Check the parallel path was taken, through several batches, every history in a worker.
@@ -255,8 +259,13 @@ def test_no_worker_is_left_after_an_interrupt(sqlite_url, clock):
 # ---------------------------------------------------------------- when to use workers
 
 
-def test_a_small_input_or_a_memory_store_is_decided_in_this_process(sqlite_url, clock, monkeypatch):
-    monkeypatch.setattr(importing, "MIN_PARALLEL_COMMANDS", 10_000)
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_small_input_or_a_memory_store_is_decided_in_this_process(sqlite_url, clock, monkeypatch,
+                                                                     method):
+    monkeypatch.setenv(START_METHOD_VARIABLE, method)
+    # Too few commands for workers started this way, enough for workers started the other way.
+    other = "spawn" if method == "fork" else "fork"
+    monkeypatch.setattr(importing, "MIN_PARALLEL_COMMANDS", {method: 10_000, other: 1})
     for url in (sqlite_url, "sqlite:///:memory:"):
         app = Episodes(url, clock=clock)
         try:
@@ -267,7 +276,7 @@ def test_a_small_input_or_a_memory_store_is_decided_in_this_process(sqlite_url, 
             assert summary.batches >= 4 and summary.workers == 0
         finally:
             app.close()
-    monkeypatch.setattr(importing, "MIN_PARALLEL_COMMANDS", 1)
+    monkeypatch.setattr(importing, "MIN_PARALLEL_COMMANDS", {method: 1, other: 1})
     app = Episodes("sqlite:///:memory:", clock=clock)
     try:
         workload.define_programs(app)

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from episodes import Episodes
 from episodes.demo import seed_demo
 from episodes.encryption import cipher_environment
+from episodes.workers import START_METHOD_VARIABLE
 from projections import ProjectedEpisodes, Projector, tables
 from projections.rebuild import PARALLEL_MIN_EVENTS, Rebuild, interrupted, rebuild
 from projections.rebuild_workers import RebuildWorkerFailed, id_ranges
@@ -45,9 +46,10 @@ def test_id_ranges_cover_every_uuid_once_in_order():
     assert max(widths) - min(widths) <= 1
 
 
-@pytest.mark.parametrize("page_events", [7, 2_000])
-def test_a_rebuild_in_two_processes_writes_exactly_the_rows_of_one_process(any_projected, clinician, clock,
-                                                                        page_events):
+@pytest.mark.parametrize("page_events, method", [(7, "fork"), (2_000, "fork"), (2_000, "spawn")])
+def test_a_rebuild_in_two_processes_writes_exactly_the_rows_of_one_process(
+        any_projected, clinician, clock, monkeypatch, page_events, method):
+    monkeypatch.setenv(START_METHOD_VARIABLE, method)  # forked or spawned workers alike
     record_a_varied_history(any_projected, clinician, clock)
     seed_demo(any_projected, episodes=30, seed=5, today=date(2026, 5, 30))  # streams for both
     inline = dump(any_projected)
@@ -169,9 +171,13 @@ def test_how_many_processes_a_rebuild_uses(sqlite_url, clock, monkeypatch):
     memory = Episodes("sqlite:///:memory:", clock=clock)
     try:
         monkeypatch.setattr("episodes.workers.available_cores", lambda: 4)
-        # The library's default: this process alone for a small log, one per core for a large one.
-        assert Rebuild(app).processes_for(PARALLEL_MIN_EVENTS - 1) == 1
-        assert Rebuild(app).processes_for(PARALLEL_MIN_EVENTS) == 4
+        # The library's default: this process alone for a small log, one per core for a large
+        # one; "small" by what starting the workers costs (spawned: far more than forked).
+        assert PARALLEL_MIN_EVENTS["fork"] < PARALLEL_MIN_EVENTS["spawn"]
+        for method, smallest in PARALLEL_MIN_EVENTS.items():
+            monkeypatch.setenv(START_METHOD_VARIABLE, method)
+            assert Rebuild(app).processes_for(smallest - 1) == 1
+            assert Rebuild(app).processes_for(smallest) == 4
         # Asked for: as many as asked, whatever the size; 0 or 1 is this process alone.
         assert Rebuild(app, workers=3).processes_for(10) == 3
         assert Rebuild(app, workers=0).processes_for(10**6) == 1

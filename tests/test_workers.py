@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import gc
+import multiprocessing
 import pickle
+import sys
+import threading
 from base64 import b64encode
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -12,9 +17,12 @@ from episodes import Episodes, FixedClock
 from episodes.encryption import cipher_environment
 from episodes.workers import (
     MAX_AUTOMATIC_WORKERS,
+    START_METHOD_VARIABLE,
     StoreSpec,
     available_cores,
+    forget_parent,
     is_in_memory,
+    start_method,
     worker_count,
 )
 
@@ -57,3 +65,70 @@ def test_worker_count():
     assert worker_count(None, shared) == (automatic if automatic > 1 else 0)
     with pytest.raises(ValueError, match="workers"):
         worker_count(-1, shared)
+
+
+# ---------------------------------------------------------------- how workers start
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="workers are forked on Linux only")
+def test_workers_are_forked_only_while_no_other_thread_runs(monkeypatch):
+    monkeypatch.delenv(START_METHOD_VARIABLE, raising=False)
+    if threading.active_count() == 1:
+        assert start_method() == "fork"
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        assert start_method() == "spawn"  # forking could copy a lock the other thread holds
+    finally:
+        release.set()
+        other.join()
+
+
+def test_the_start_method_can_be_chosen_and_a_wrong_choice_is_named(monkeypatch):
+    for chosen in ("spawn", "fork", " Spawn "):
+        monkeypatch.setenv(START_METHOD_VARIABLE, chosen)
+        assert start_method() == chosen.strip().lower()
+    monkeypatch.setenv(START_METHOD_VARIABLE, "forkserver")
+    with pytest.raises(ValueError, match=f"{START_METHOD_VARIABLE} must be fork or spawn"):
+        start_method()
+
+
+class _Finalized:
+    """Writes its name to a file when finalized; kept in a reference cycle, so only the
+    garbage collector can finalize it (as a connection in a cycle of SQLAlchemy objects)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.cycle = self
+
+    def __del__(self):
+        with open(self.path, "a") as out:
+            out.write(f"{multiprocessing.current_process().name}\n")
+
+
+def _collect(forget: bool) -> None:
+    if forget:
+        forget_parent()
+    gc.collect()
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork here")
+@pytest.mark.parametrize("forget", [True, False])
+def test_a_forked_worker_never_finalizes_what_it_inherited(tmp_path, forget):
+    log = tmp_path / "finalized"
+    gc.disable()  # the inherited garbage must still be there when the worker starts
+    try:
+        _Finalized(log)  # garbage now, collected by whoever collects first
+        worker = multiprocessing.get_context("fork").Process(target=_collect, args=(forget,),
+                                                             name="the-worker")
+        worker.start()
+        worker.join()
+        assert worker.exitcode == 0
+        # Check the worker finalized nothing of the parent's when it forgot its parent first
+        # (and, as a control, that it would have: the test can fail).
+        assert (log.read_text() if log.exists() else "") == ("" if forget else "the-worker\n")
+    finally:
+        gc.enable()
+    gc.collect()  # this process finalizes its own garbage as usual
+    assert log.read_text().splitlines()[-1] == "MainProcess"
