@@ -203,6 +203,14 @@ def test_filter_by_event_type_and_patient(audit_reads, story):
     assert positions(audit_reads.audit(event_type=["ReferralReceived", "Revised"])) == [2, 3, 11]
     # Check a patient's rows: all of Patient/1002's.
     assert positions(audit_reads.audit(patient_ref="Patient/1002")) == [11, 12]
+    # Check each patient's rows are exactly the rows naming the patient (they are found through
+    # the patient's episodes), alone and with another filter; an unknown patient has none.
+    everything = list(audit_reads.audit())
+    for patient in ("Patient/1001", "Patient/1002"):
+        assert positions(audit_reads.audit(patient_ref=patient)) == [
+            row.position for row in everything if row.patient_ref == patient]
+    assert positions(audit_reads.audit(patient_ref="Patient/1001", action="correct")) == [9]
+    assert list(audit_reads.audit(patient_ref="Patient/9999")) == []
 
 
 def test_time_range_includes_its_start_and_excludes_its_end(audit_reads, story):

@@ -88,8 +88,10 @@ def audit_statement(
         statement = statement.where(a.c.action.in_(_names("action", action)))
     if event_type is not None:
         statement = statement.where(a.c.event_type.in_(_names("event_type", event_type)))
-    if patient_ref is not None:
-        statement = statement.where(a.c.patient_ref == patient_ref)
+    if patient_ref is not None:  # the patient's episodes' rows (see tables.audit)
+        e = tables.episodes
+        statement = statement.where(
+            a.c.aggregate_id.in_(select(e.c.episode_id).where(e.c.patient_ref == patient_ref)))
     if recorded_from is not None:
         statement = statement.where(a.c.recorded_at >= _utc("recorded_from", recorded_from))
     if recorded_to is not None:
