@@ -108,7 +108,11 @@ class Projector:
     def queue_position(self, connection: Connection) -> Any:
         """Inside a command's transaction, after its events are queued: lock the position and
         read it (on PostgreSQL in the same round trip as the append; the events table is
-        already locked, so the lock order is the same as a catch-up's)."""
+        already locked, so the lock order is the same as a catch-up's).  None on SQLite, whose
+        transaction holds the database's write lock: :meth:`project_own` moves the position
+        with one conditional UPDATE instead of a read and a write."""
+        if self._prepared.move_position is not None:
+            return None
         return driver.execute(connection, self._prepared.lock_and_read_position)
 
     def project_own(self, connection: Connection, appended: Sequence[Any], aggregate: Any, position: Any) -> None:
@@ -123,8 +127,15 @@ class Projector:
         """
         self.remember([aggregate])
         first, last = appended[0].notification_id, appended[-1].notification_id
-        if driver.fetch_one(connection, position)[0] == first - 1:
+        if position is None:  # SQLite: moved only if it is just before the command's events
+            moved = driver.execute(connection, self._prepared.move_position,
+                                   {"new_position": last, "expected": first - 1}).rowcount == 1
+        elif driver.fetch_one(connection, position)[0] == first - 1:
             driver.execute(connection, self._prepared.set_position, {"new_position": last})
+            moved = True
+        else:
+            moved = False
+        if moved:
             self._apply_events(connection, [(a.notification_id, a.event) for a in appended])
         else:
             self.apply_pending(connection)
@@ -342,6 +353,11 @@ class _Prepared:
         self.set_position = self._statements.get("set_position", lambda: (
             update(t).where(this_projection).values(position=bindparam("new_position"))
         ))
+        self.move_position = None if engine.dialect.name != "sqlite" else self._statements.get(
+            "move_position", lambda: (
+                update(t).where(this_projection, t.c.position == bindparam("expected"))
+                .values(position=bindparam("new_position"))
+            ))
 
     def insert(self, connection: Connection, table: str, rows: Sequence[dict[str, Any]]) -> None:
         keys = tuple(rows[0])
