@@ -54,7 +54,7 @@ def small_inputs_go_parallel(monkeypatch):
     monkeypatch.setattr(import_parallel, "CHUNK_COMMANDS", 40)  # a few chunks a batch
     # The workers decide every chunk (the importing process would otherwise take those no
     # worker has started, which on a small input may be all of them).
-    monkeypatch.setattr(import_parallel, "DECIDE_HERE_TOO", False)
+    monkeypatch.setattr(import_parallel, "DECIDE_HERE_TOO", {"fork": False, "spawn": False})
 
 
 @pytest.fixture(autouse=True)
@@ -123,7 +123,7 @@ def test_workers_store_byte_for_byte_what_one_process_stores(database_url, clock
 
 
 def test_this_process_deciding_chunks_too_stores_the_same(sqlite_url, clock, monkeypatch):
-    monkeypatch.setattr(import_parallel, "DECIDE_HERE_TOO", True)
+    monkeypatch.setattr(import_parallel, "DECIDE_HERE_TOO", {"fork": True, "spawn": True})
     rows, heads, summary = imported_with(fresh(sqlite_url, "one"), clock, workers=0)
     rows2, heads2, summary2 = imported_with(fresh(sqlite_url, "two"), clock, workers=2)
     # Check whichever process decided each chunk, the record and the summary are the same.
@@ -324,7 +324,8 @@ def test_workers_that_cannot_start_fail_the_import_with_their_error_and_write_no
     # import must fail with that error (not a bare "a child process terminated abruptly"), write
     # nothing, and leave no worker (with chunks taken back by this process, Python 3.11's
     # executor used to leave the import hanging in its shutdown).
-    monkeypatch.setattr(import_parallel, "DECIDE_HERE_TOO", decide_here_too)
+    monkeypatch.setattr(import_parallel, "DECIDE_HERE_TOO",
+                        {"fork": decide_here_too, "spawn": decide_here_too})
     if decide_here_too:  # slow this process down, so the workers are up before it is done
         decide_here = import_parallel.decide_all
         monkeypatch.setattr(import_parallel, "decide_all",
