@@ -29,6 +29,8 @@ from concurrent.futures.process import BrokenProcessPool
 from itertools import chain
 from uuid import UUID
 
+from sqlalchemy.engine import Engine
+
 from episodes.import_decider import Decider, Planned
 from episodes.import_input import EpisodeHistory, ImportRejected
 from episodes.program import ProgramDefinition
@@ -80,15 +82,18 @@ class DecidingPool:
     input order."""
 
     def __init__(self, workers: int, spec: StoreSpec, programs: Mapping[str, ProgramDefinition],
-                 actor: Actor, correlation_id: str | None, here: Decider):
+                 actor: Actor, correlation_id: str | None, here: Decider, engine: Engine):
         self.workers = workers
-        mp_context = context()
+        mp_context = context(engine)  # the store's idle connections closed: none is copied
         # This process's decider, for the chunks no worker has started; None: it only writes.
         self.here = here if DECIDE_HERE_TOO[mp_context.get_start_method()] else None
         self.histories_in_workers = 0  # decided by the workers so far (the others here)
         self.executor = ProcessPoolExecutor(
             workers, mp_context=mp_context, initializer=_start_worker,
             initargs=(spec, dict(programs), actor, correlation_id))
+        # Start the workers now, while no connection is open (the executor forks them at its
+        # first task, and reading the input opens one again).
+        self.executor.submit(int)
 
     def decided(self, batches: Iterator[SortedBatch]) -> Iterator[tuple[list[UUID], list[Planned]]]:
         """Each batch's skipped episodes and decided histories, in input order, while the

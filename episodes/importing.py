@@ -146,7 +146,8 @@ def import_episodes(
     large, batches = (_look_ahead(batches, MIN_PARALLEL_COMMANDS[start_method()]) if count
                       else (False, batches))
     decider = Decider(app.mapper, app.clock, programs, actor, correlation_id)
-    pool = DecidingPool(count, spec, programs, actor, correlation_id, decider) if large else None
+    pool = (DecidingPool(count, spec, programs, actor, correlation_id, decider,
+                         app.recorder.datastore.engine) if large else None)
     summary.workers = count if large else 0
     try:
         decided = pool.decided(batches) if pool is not None else _decided_here(decider, batches)

@@ -11,9 +11,15 @@ job.  So on Linux, when the starting process has no other thread, a worker is *f
 (a few milliseconds): it then holds a copy of every object of its parent, the parent's pooled
 connections included, so its first step (:func:`forget_parent`) takes all of them out of the
 garbage collector's reach: a child that finalized one would close or roll back the parent's
-session on the parent's socket.  A process with other threads (a web server's) always
-spawns: forking it could copy a lock another thread holds.  ``$CARE_EPISODES_WORKER_START``
-(``fork`` or ``spawn``) overrides the choice.
+session on the parent's socket.  Before forking, the store's idle pooled connections are
+closed (:func:`context` with the engine), so none is copied at all; and a SQLite file still
+open in this process (another connection to it, anywhere in the program) means spawn:
+SQLite keeps its file locks' bookkeeping per process, so a connection opened in a forked child
+would trust locks that only the parent holds (measured: an idle WAL connection holds a read
+lock on the file and on its shared-memory index).  A process with other threads (a web
+server's) always spawns: forking it could copy a lock another thread holds.
+``$CARE_EPISODES_WORKER_START`` (``fork`` or ``spawn``) overrides the choice, except that a
+SQLite file open in this process is never forked with.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from multiprocessing.context import BaseContext
 from typing import TYPE_CHECKING
+
+from sqlalchemy.engine import Engine
 
 from episodes.clock import Clock, SystemClock
 
@@ -89,10 +97,45 @@ def available_cores() -> int:
 START_METHOD_VARIABLE = "CARE_EPISODES_WORKER_START"
 
 
-def context() -> BaseContext:
+def context(engine: Engine | None = None) -> BaseContext:
     """The way to start workers from here now: ``fork`` when safe (see the module), else
-    ``spawn``.  Decide just before starting them, while no thread of ours runs yet."""
-    return multiprocessing.get_context(start_method())
+    ``spawn``.  Call it just before starting them, while no thread of ours runs yet, with the
+    store's engine: its idle pooled connections are closed first (the caller's next statement
+    opens one again), and a SQLite file that is still open in this process is not forked with."""
+    method = start_method()
+    if engine is not None:
+        # The pool's own dispose: only the idle connections are closed, and those checked out
+        # (a rebuild's lock, say) still come back to this pool.  (Engine.dispose would leave
+        # them to a discarded pool, to be closed by the garbage collector.)
+        engine.pool.dispose()
+        if method == "fork" and engine.dialect.name == "sqlite" and engine.url.database:
+            if sqlite_file_open_here(engine.url.database):
+                method = "spawn"
+    return multiprocessing.get_context(method)
+
+
+def sqlite_file_open_here(path: str) -> bool:
+    """Does this process hold a SQLite database file, its write-ahead log or its shared-memory
+    index open (Linux: its open files, in ``/proc/self/fd``)?  True where that cannot be told."""
+    files = set()
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        try:
+            found = os.stat(name)
+        except OSError:
+            continue
+        files.add((found.st_dev, found.st_ino))
+    try:
+        descriptors = os.listdir("/proc/self/fd")
+    except OSError:
+        return True
+    for descriptor in descriptors:
+        try:
+            target = os.stat(f"/proc/self/fd/{descriptor}")
+        except OSError:  # closed since it was listed (the listing's own descriptor among them)
+            continue
+        if (target.st_dev, target.st_ino) in files:
+            return True
+    return False
 
 
 def start_method() -> str:
@@ -113,4 +156,5 @@ def forget_parent() -> None:
 
 
 __all__ = ["MAX_AUTOMATIC_WORKERS", "START_METHOD_VARIABLE", "StoreSpec", "available_cores",
-           "context", "forget_parent", "is_in_memory", "start_method", "worker_count"]
+           "context", "forget_parent", "is_in_memory", "sqlite_file_open_here", "start_method",
+           "worker_count"]

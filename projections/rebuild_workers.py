@@ -70,7 +70,7 @@ def run_pass(app: Episodes, snapshot: int, processes: int, *, page_events: int,
     worker stopped) when any failed."""
     if processes < 2:
         raise ValueError("a pass in several processes needs at least 2")
-    ctx = context()
+    ctx = context(app.recorder.datastore.engine)  # idle connections closed: none is copied
     tasks: Any = ctx.Queue()
     reports: Any = ctx.Queue()
     workers = [

@@ -20,8 +20,10 @@ from episodes.workers import (
     START_METHOD_VARIABLE,
     StoreSpec,
     available_cores,
+    context,
     forget_parent,
     is_in_memory,
+    sqlite_file_open_here,
     start_method,
     worker_count,
 )
@@ -132,3 +134,28 @@ def test_a_forked_worker_never_finalizes_what_it_inherited(tmp_path, forget):
         gc.enable()
     gc.collect()  # this process finalizes its own garbage as usual
     assert log.read_text().splitlines()[-1] == "MainProcess"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="workers are forked on Linux only")
+def test_a_sqlite_file_open_elsewhere_in_this_process_is_never_forked_with(tmp_path, monkeypatch):
+    # SQLite keeps its locks' bookkeeping per process: a forked worker's own connection would
+    # trust the locks another connection of the parent holds.  So before forking, the store's
+    # idle connections are closed, and any other connection to the file means spawn.
+    monkeypatch.setenv(START_METHOD_VARIABLE, "fork")
+    path = tmp_path / "store.db"
+    url = f"sqlite:///{path}"
+    app = Episodes(url, clock=FixedClock(NOW))
+    other = Episodes(url, clock=FixedClock(NOW))  # another part of the same program
+    try:
+        assert app.recorder.max_notification_id() is None  # a connection of each, idle now,
+        assert other.recorder.max_notification_id() is None  # holding the file open
+        assert sqlite_file_open_here(str(path))
+        assert context(app.recorder.datastore.engine).get_start_method() == "spawn"
+        other.close()
+        # Check only the application's own idle connections were left, and were closed.
+        assert context(app.recorder.datastore.engine).get_start_method() == "fork"
+        assert not sqlite_file_open_here(str(path))
+        assert app.recorder.max_notification_id() is None  # and it opens one again at need
+    finally:
+        other.close()
+        app.close()
