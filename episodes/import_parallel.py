@@ -13,9 +13,9 @@ once, and the importing process only writes (:data:`DECIDE_HERE_TOO`).
 
 A worker is forked or spawned (:func:`episodes.workers.context`); either way it opens the
 store as the application did (:class:`StoreSpec`) only to build the same mapper
-(transcodings, cipher, compression), then builds one :class:`Decider` with the program definitions, the actor and the
-correlation id the importing process read, and the same clock.  Workers ignore Ctrl-C: the
-importing process gets it and shuts them down.
+(transcodings, cipher, compression), then builds one :class:`Decider` with the program
+definitions, the actor and the correlation id the importing process read, and the same
+clock.  Workers ignore Ctrl-C: the importing process gets it and shuts them down.
 """
 
 from __future__ import annotations

@@ -143,11 +143,13 @@ def import_episodes(
     batches = (writer.sort_out(batch, seen) for batch in _batches(histories, batch_events))
     spec = StoreSpec.of(app)
     count = worker_count(workers, spec)
-    large, batches = (_look_ahead(batches, MIN_PARALLEL_COMMANDS[start_method()]) if count
-                      else (False, batches))
+    engine = app.recorder.datastore.engine
+    large = False
+    if count:  # the threshold depends on how the workers would start
+        large, batches = _look_ahead(batches, MIN_PARALLEL_COMMANDS[start_method(engine)])
     decider = Decider(app.mapper, app.clock, programs, actor, correlation_id)
-    pool = (DecidingPool(count, spec, programs, actor, correlation_id, decider,
-                         app.recorder.datastore.engine) if large else None)
+    pool = (DecidingPool(count, spec, programs, actor, correlation_id, decider, engine)
+            if large else None)
     summary.workers = count if large else 0
     try:
         decided = pool.decided(batches) if pool is not None else _decided_here(decider, batches)

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from multiprocessing.context import BaseContext
 from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import URL, Engine
 
 from episodes.clock import Clock, SystemClock
 
@@ -67,7 +67,7 @@ class StoreSpec:
         return not is_in_memory(self.url)
 
 
-def is_in_memory(url: str) -> bool:
+def is_in_memory(url: str | URL) -> bool:
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
@@ -98,20 +98,9 @@ START_METHOD_VARIABLE = "CARE_EPISODES_WORKER_START"
 
 
 def context(engine: Engine | None = None) -> BaseContext:
-    """The way to start workers from here now: ``fork`` when safe (see the module), else
-    ``spawn``.  Call it just before starting them, while no thread of ours runs yet, with the
-    store's engine: its idle pooled connections are closed first (the caller's next statement
-    opens one again), and a SQLite file that is still open in this process is not forked with."""
-    method = start_method()
-    if engine is not None:
-        # The pool's own dispose: only the idle connections are closed, and those checked out
-        # (a rebuild's lock, say) still come back to this pool.  (Engine.dispose would leave
-        # them to a discarded pool, to be closed by the garbage collector.)
-        engine.pool.dispose()
-        if method == "fork" and engine.dialect.name == "sqlite" and engine.url.database:
-            if sqlite_file_open_here(engine.url.database):
-                method = "spawn"
-    return multiprocessing.get_context(method)
+    """The way to start workers from here now (:func:`start_method`).  Call it just before
+    starting them, while no thread of ours runs yet, with the store's engine."""
+    return multiprocessing.get_context(start_method(engine))
 
 
 def sqlite_file_open_here(path: str) -> bool:
@@ -138,14 +127,26 @@ def sqlite_file_open_here(path: str) -> bool:
     return False
 
 
-def start_method() -> str:
+def start_method(engine: Engine | None = None) -> str:
+    """``fork`` when safe (see the module), else ``spawn``.  With the store's engine, a fork is
+    prepared for: the engine's idle pooled connections are closed (the caller's next statement
+    opens one again), and a SQLite file still open in this process means ``spawn``."""
     chosen = os.environ.get(START_METHOD_VARIABLE, "").strip().lower()
-    if chosen in ("fork", "spawn"):
-        return chosen
-    if chosen:
+    if chosen and chosen not in ("fork", "spawn"):
         raise ValueError(f"{START_METHOD_VARIABLE} must be fork or spawn, not {chosen!r}")
-    forkable = sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
-    return "fork" if forkable and threading.active_count() == 1 else "spawn"
+    if not chosen:
+        forkable = sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
+        chosen = "fork" if forkable and threading.active_count() == 1 else "spawn"
+    if chosen == "fork" and engine is not None and not is_in_memory(engine.url):
+        # (An in-memory database lives in its one connection: never closed here, and never
+        # given to workers anyway.)  The pool's own dispose: only the idle connections are closed, and those checked out
+        # (a rebuild's lock, say) still come back to this pool.  (Engine.dispose would leave
+        # them to a discarded pool, to be closed by the garbage collector.)
+        engine.pool.dispose()
+        if engine.dialect.name == "sqlite" and engine.url.database:
+            if sqlite_file_open_here(engine.url.database):
+                return "spawn"
+    return chosen
 
 
 def forget_parent() -> None:

@@ -106,9 +106,11 @@ class Rebuild:
     def processes_for(self, events: int) -> int:
         """How many processes pass ``events`` events, this one included."""
         requested = self.requested_workers
-        if requested is None and events < PARALLEL_MIN_EVENTS[start_method()]:
-            return 1
-        return max(1, worker_count(requested, StoreSpec.of(self.app)))
+        processes = max(1, worker_count(requested, StoreSpec.of(self.app)))
+        if processes > 1 and requested is None:  # the threshold: by how workers would start
+            if events < PARALLEL_MIN_EVENTS[start_method(self.engine)]:
+                return 1
+        return processes
 
     def run(self, *, batch_size: int = DEFAULT_BATCH, progress: Callable[[int], None] | None = None) -> int:
         """Rebuild (see :func:`rebuild`); raises :class:`RebuildAlreadyRunning`, having changed

@@ -8,14 +8,14 @@ a connection of its own.  Cutting the id space evenly gives ranges of about the 
 of streams because stream ids are random (``uuid4``) or hashes (``uuid5``); the extra ranges
 even out what is left (a long stream, a busy core).
 
-The rebuilding process is one of them: it starts the workers (forked where that is safe,
-else spawned: about a second each before they read anything, see ``episodes.workers``) and
-takes ranges itself meanwhile, so a worker that starts late just takes fewer.  Between its pages it reports the workers' pages to the caller's
-``progress`` and watches them: when a worker fails (an exception, or a process that dies
-without saying why), or this process's own pass or the caller's ``progress`` raises, every
-worker is stopped and the failure raised, so the rebuild ends without moving the position or
-removing its marker.  No worker outlives :func:`run_pass`; workers ignore Ctrl-C (the
-rebuilding process gets it and stops them).
+The rebuilding process is one of them: it starts the workers (forked where that is safe, else
+spawned: about a second each before they read anything, see ``episodes.workers``) and takes
+ranges itself meanwhile, so a worker that starts late just takes fewer.  Between its pages it
+reports the workers' pages to the caller's ``progress`` and watches them: when a worker fails
+(an exception, or a process that dies without saying why), or this process's own pass or the
+caller's ``progress`` raises, every worker is stopped and the failure raised, so the rebuild
+ends without moving the position or removing its marker.  No worker outlives :func:`run_pass`;
+workers ignore Ctrl-C (the rebuilding process gets it and stops them).
 
 On SQLite the processes' write transactions queue on the database's one write lock (each page
 is a short transaction started with ``BEGIN IMMEDIATE``, waiting up to the busy timeout); on

@@ -159,3 +159,16 @@ def test_a_sqlite_file_open_elsewhere_in_this_process_is_never_forked_with(tmp_p
     finally:
         other.close()
         app.close()
+
+
+def test_preparing_a_fork_leaves_an_in_memory_database_alone(monkeypatch):
+    # An in-memory database lives in its one connection: closing the idle connections before
+    # a fork would lose it (no worker can open it anyway).
+    monkeypatch.setenv(START_METHOD_VARIABLE, "fork")
+    app = Episodes("sqlite:///:memory:", clock=FixedClock(NOW))
+    try:
+        assert app.recorder.max_notification_id() is None  # its tables are there
+        assert start_method(app.recorder.datastore.engine) == "fork"
+        assert app.recorder.max_notification_id() is None  # and still are
+    finally:
+        app.close()
