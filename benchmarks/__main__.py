@@ -13,6 +13,7 @@ import platform
 import sys
 import time
 
+from benchmarks import machine
 from benchmarks.backends import (
     DEFAULT_POSTGRES_ADMIN_URL,
     DEFAULT_POSTGRES_DATABASE,
@@ -73,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     clear_payload_settings(reporter)
     reporter.log(f"{platform.python_implementation()} {platform.python_version()}, "
                  f"{os.cpu_count()} CPUs; sizes: {sizes}")
+    reporter.log(f"this machine's Python: {machine.PROBE} in {machine.python_loop_us():.1f} us "
+                 "(compare ratios between machines with it: benchmarks/machine.py)")
     names = ("sqlite", "postgres") if args.backend == "both" else (args.backend,)
     problems: list[str] = []
     started = time.perf_counter()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import concurrency, workload
+from benchmarks import concurrency, machine, workload
 from benchmarks.backends import PostgresBackend
 from benchmarks.context import Sizes
 from benchmarks.figures import Figure, Reporter, percentile
@@ -115,6 +115,16 @@ def test_a_run_without_json_prints_a_readable_table():
     # Check the line names the figure, its value and unit, the limit and the ratio.
     assert out.getvalue().split() == ["sqlite", "commands", "150", "commands/s", "limit", "3000",
                                       "ratio", "0.05"]
+
+
+def test_the_machines_python_speed_is_the_fastest_of_its_rounds(monkeypatch):
+    rounds = iter([0.4, 0.1, 0.3])  # seconds for 1,000 loops each
+    monkeypatch.setattr(machine.timeit, "repeat", lambda *a, **k: [next(rounds) for _ in range(3)])
+    assert machine.python_loop_us(repeat=3, number=1_000) == pytest.approx(100.0)  # 0.1 s / 1,000
+
+
+def test_the_machines_python_speed_is_measured():
+    assert 0 < machine.python_loop_us(repeat=1, number=10) < 1_000_000
 
 
 # ---------------------------------------------------------------- memory
