@@ -201,3 +201,48 @@ def test_day_n_of_target_past_100_percent_is_a_full_red_bar():
     assert 'class="progress over"' in str(charts.progress(150.0, title="day 126 of 84"))
     assert 'width="100.0"' in str(charts.progress(150.0, title="day 126 of 84"))
     assert 'width="25.0"' in str(charts.progress(25.0, title="day 21 of 84"))
+
+
+# ---------------------------------------------------------------- figures read side by side
+
+
+def test_the_figures_read_side_by_side_make_the_page_they_make_one_after_another(
+        client, panel, alerts, monkeypatch):
+    import sys
+
+    dashboard = sys.modules["admin.views.dashboard"]  # (admin.views.dashboard is also its blueprint)
+    login(client, "reviewer")
+    side_by_side = client.get("/").get_data(as_text=True)
+    monkeypatch.setattr(dashboard, "is_in_memory", lambda url: True)  # the one-by-one path
+    one_by_one = client.get("/").get_data(as_text=True)
+    assert side_by_side == one_by_one
+    assert "Patient/2001" in side_by_side  # an alert's patient: the figures were read
+
+
+def test_each_figure_is_read_in_a_thread_on_a_file_and_here_in_memory(sqlite_url):
+    import threading
+
+    from sqlalchemy import create_engine
+
+    from admin.views.dashboard import side_by_side
+
+    def reads() -> dict:
+        return {name: threading.current_thread for name in ("a", "b", "c")}
+
+    on_file = side_by_side(create_engine(sqlite_url), reads())
+    in_memory = side_by_side(create_engine("sqlite://"), reads())
+    assert list(on_file) == ["a", "b", "c"]  # by name, in the order given
+    assert {thread.name.split("_")[0] for thread in on_file.values()} == {"care-episodes-dashboard"}
+    assert set(in_memory.values()) == {threading.main_thread()}
+
+
+def test_a_figure_that_fails_fails_the_page_with_its_own_error(sqlite_url):
+    from sqlalchemy import create_engine
+
+    from admin.views.dashboard import side_by_side
+
+    def broken() -> None:
+        raise LookupError("no such program")
+
+    with pytest.raises(LookupError, match="no such program"):
+        side_by_side(create_engine(sqlite_url), {"fine": lambda: 1, "broken": broken})
