@@ -94,10 +94,10 @@ def iter_histories(episodes: int, seed: int = HISTORY_SEED) -> Iterator[EpisodeH
     """:func:`histories` one at a time, for imports too large to hold in memory (100,000
     demo episodes take about 1.2 GB as a list).  The loop of ``seed_demo``, episode by episode:
     the same random sequence, so the same episodes."""
-    rng = random.Random(seed)
+    rng, discharge_types = random.Random(seed), demo.discharge_types_in_turn()
     for n in range(episodes):
         capture = _Capture()
-        demo._seed_episode(capture, rng, n, seed, NOW.date())  # type: ignore[arg-type]
+        demo._seed_episode(capture, rng, n, seed, NOW.date(), discharge_types)  # type: ignore[arg-type]
         yield EpisodeHistory(tuple(capture.histories[0]), f"episode {n + 1}")
 
 

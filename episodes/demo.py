@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
+from itertools import cycle
 from uuid import UUID
 
 from episodes.application import Episodes, Receipt
@@ -50,13 +52,21 @@ def seed_demo(app: Episodes, *, episodes: int = 60, seed: int = 7, today: date |
         app.define_program(admin, **program)
     statuses: Counter[str] = Counter()
     ids = []
+    discharge_types = discharge_types_in_turn()
     for n in range(episodes):
-        ids.append(_seed_episode(app, rng, n, seed, today))
+        ids.append(_seed_episode(app, rng, n, seed, today, discharge_types))
         statuses[app.episode(ids[-1]).status.value] += 1
     return DemoSummary(tuple(ids), statuses)
 
 
-def _seed_episode(app: Episodes, rng: random.Random, n: int, seed: int, today: date) -> UUID:
+def discharge_types_in_turn() -> Iterator[DischargeType]:
+    """The type of each planned discharge, in turn: every type appears whatever the date (how
+    many episodes reach a planned discharge depends on the weekdays since their admission)."""
+    return cycle(DISCHARGE_TYPES)
+
+
+def _seed_episode(app: Episodes, rng: random.Random, n: int, seed: int, today: date,
+                  discharge_types: Iterator[DischargeType]) -> UUID:
     program = rng.choice(PROGRAMS)
     actor = rng.choice(CLINICIANS)
     counter = iter(range(10_000))
@@ -108,7 +118,7 @@ def _seed_episode(app: Episodes, rng: random.Random, n: int, seed: int, today: d
         authorized=program["target_weeks"] * program["days_per_week"], start=admitted,
         end=admitted + timedelta(weeks=program["target_weeks"]),
         next_review=admitted + timedelta(weeks=4))
-    sessions = _sessions_and_exit(run, rng, program, admitted, today, step_down, n)
+    sessions = _sessions_and_exit(run, rng, program, admitted, today, step_down, discharge_types)
     # Corrections happen: a session recorded with the wrong minutes, one on the wrong day.
     if len(sessions) > 3 and (n % 7 == 3 or rng.random() < 0.15):
         run("amend_event", target_version=sessions[1].version, changes={"minutes": 120},
@@ -122,7 +132,7 @@ def _seed_episode(app: Episodes, rng: random.Random, n: int, seed: int, today: d
 
 
 def _sessions_and_exit(run, rng: random.Random, program: dict, admitted: date, today: date,
-                       step_down: bool, n: int) -> list[Receipt]:
+                       step_down: bool, discharge_types: Iterator[DischargeType]) -> list[Receipt]:
     """Sessions until the planned exit or today; the attended ones' receipts."""
     target = admitted + timedelta(weeks=program["target_weeks"])
     planned_exit = min(target, admitted + timedelta(days=int(rng.triangular(7, 100, 60))))
@@ -172,7 +182,7 @@ def _sessions_and_exit(run, rng: random.Random, program: dict, admitted: date, t
                 reason="hospital admission for a medical condition",
                 expected_return=today + timedelta(days=7))
         return attended
-    kind = DISCHARGE_TYPES[n % len(DISCHARGE_TYPES)]  # every discharge type appears
+    kind = next(discharge_types)
     discharged = max(planned_exit, last)
     run("discharge", effective_date=discharged, discharge_type=kind.value,
         reason=kind.value.replace("-", " "), aftercare_plan="weekly outpatient therapy",

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from episodes.cli import main
@@ -122,6 +123,35 @@ def test_the_demo_covers_every_status_discharge_type_and_correction(tmp_path):
     assert statuses == {s.value for s in EpisodeStatus}
     assert discharges == {t.value for t in DischargeType}
     assert corrections == {"EventAmended", "EventVoided", "MarkedEnteredInError"}
+
+
+@pytest.mark.parametrize("today", ["2026-11-26", "2026-12-03", "2026-12-10"])
+def test_the_demo_has_every_discharge_type_whatever_the_date(tmp_path, today):
+    """The demo counts its dates back from today, so which episodes reach a planned discharge
+    depends on the date: these dates once left one type out (types went by episode number)."""
+    from datetime import date, datetime, timezone
+
+    from sqlalchemy import create_engine, text
+
+    from episodes import DischargeType
+    from episodes.clock import FixedClock
+    from episodes.demo import seed_demo
+    from projections import ProjectedEpisodes
+
+    url = f"sqlite:///{tmp_path / 'demo-dates.db'}"
+    day = date.fromisoformat(today)
+    app = ProjectedEpisodes(url, clock=FixedClock(datetime(day.year, day.month, day.day, 12,
+                                                           tzinfo=timezone.utc)))
+    try:
+        seed_demo(app, episodes=60, seed=7)
+    finally:
+        app.close()
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        discharges = {r[0] for r in connection.execute(
+            text("SELECT discharge_type FROM rm_episodes WHERE discharge_type IS NOT NULL"))}
+    engine.dispose()
+    assert discharges == {t.value for t in DischargeType}
 
 
 def test_users_add_reads_the_password_from_stdin_and_refuses_a_short_one(tmp_path):
