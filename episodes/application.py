@@ -317,14 +317,16 @@ class Episodes(Application[UUID]):
 
     def _append_events(self, connection: Any, aggregate: Any) -> list[Appended]:
         """Write the aggregate's new events and its stream's head in the command's transaction."""
-        queued = self.writer.queue_append(connection, aggregate.collect_events())
-        inline = self._queue_inline(connection)  # goes with the append (one round trip)
+        events = aggregate.collect_events()
+        queued = self.writer.queue_append(connection, events)
+        inline = self._queue_inline(connection, events)  # goes with the append (one round trip)
         appended = queued.appended()
         self._project_inline(connection, appended, aggregate, inline)
         return appended
 
-    def _queue_inline(self, connection: Any) -> Any:
-        """A hook: statements for the inline read models, queued with the append (none here)."""
+    def _queue_inline(self, connection: Any, events: list[Any]) -> Any:
+        """A hook: statements for the inline read models of ``events``, queued with the append
+        (none here)."""
 
     def _project_inline(self, connection: Any, appended: list[Appended], aggregate: Any, queued: Any) -> None:
         """A hook for read models written in the command's own transaction (none here)."""

@@ -59,6 +59,13 @@ class Prepared:
         names = compiled.positiontup if dialect.positional else list(self._defaults)
         self._binds = tuple((name, processors.get(name), self._defaults.get(name)) for name in names or ())
         self._names = None if dialect.positional else tuple(name for name, _, _ in self._binds)
+        # A SELECT's converter of each result column, as SQLAlchemy would apply it (SQLite
+        # returns dates as text and booleans as 0/1); None where the driver's value is final.
+        converters = tuple(
+            column[3].dialect_impl(dialect).result_processor(dialect, None)
+            for column in getattr(compiled, "_result_columns", ())
+        )
+        self._results = converters if any(converters) else None
 
     def parameters(self, values: Mapping[str, Any]) -> Any:
         """The driver's parameters for ``values`` (by bind name; a name not given takes the
@@ -69,6 +76,14 @@ class Prepared:
         if self._names is None:
             return tuple(converted)
         return dict(zip(self._names, converted))
+
+    def rows(self, fetched: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+        """A SELECT's rows as the driver fetched them, with SQLAlchemy's types applied."""
+        converters = self._results
+        if converters is None:
+            return [tuple(row) for row in fetched]
+        return [tuple(value if convert is None or value is None else convert(value)
+                      for convert, value in zip(converters, row)) for row in fetched]
 
 
 class Statements:
@@ -188,6 +203,15 @@ def fetch_one(connection: Connection, cur: Any) -> Any:
         return cur.fetchone()
     except connection.dialect.loaded_dbapi.Error as error:
         raise _translation(connection, None, error) from error
+
+
+def fetch_all(connection: Connection, prepared: Prepared, cur: Any) -> list[tuple[Any, ...]]:
+    """Every row of a SELECT's cursor, with the statement's result types applied."""
+    try:
+        fetched = cur.fetchall()
+    except connection.dialect.loaded_dbapi.Error as error:
+        raise _translation(connection, prepared.sql, error) from error
+    return prepared.rows(fetched)
 
 
 def leave_pipeline(connection: Connection, *, quietly: bool = False) -> None:

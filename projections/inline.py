@@ -35,8 +35,8 @@ class ProjectedEpisodes(Episodes):
             self.projector.apply_pending(session.connection())
         return recordings
 
-    def _queue_inline(self, connection: Any) -> Any:
-        return self.projector.queue_position(connection)
+    def _queue_inline(self, connection: Any, events: list[Any]) -> Any:
+        return self.projector.queue_inline(connection, events)
 
     def _project_inline(self, connection: Any, appended: list[Appended], aggregate: Any, queued: Any) -> None:
         self.projector.project_own(connection, appended, aggregate, queued)

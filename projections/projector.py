@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
@@ -36,6 +36,7 @@ PROJECTION_NAME = "read_models"
 # again from scratch, and everything recorded meanwhile is applied when it finishes.
 REBUILDING = f"{PROJECTION_NAME}:rebuilding"
 DEFAULT_BATCH = 500
+PROGRAM_EVENTS = (Program.Defined, Program.Revised)
 
 
 class AlreadyApplied(Exception):
@@ -123,6 +124,23 @@ class Projector:
 
     # ---------------------------------------------------------------- processing
 
+    def queue_inline(self, connection: Connection, events: Sequence[Any]) -> Queued:
+        """Inside a command's transaction, after its ``events`` are queued: what projecting them
+        will read, sent now so that on PostgreSQL it goes in the append's round trip: the
+        position (:meth:`queue_position`), and the episode's open status periods when an event
+        may change them (else read when they are written: one more round trip)."""
+        position = self.queue_position(connection)
+        periods: dict[UUID, Any] = {}
+        # PostgreSQL only (SQLite sends nothing ahead): after the position's lock, so that what
+        # is read is what another projector committed before it (READ COMMITTED).
+        if position is not None:
+            for event in events:
+                if (event.originator_version > 1 and event.originator_id not in periods
+                        and not isinstance(event, PROGRAM_EVENTS) and derive.may_change_periods(event)):
+                    periods[event.originator_id] = driver.execute(
+                        connection, self._prepared.open_periods, {"key": event.originator_id})
+        return Queued(position, periods)
+
     def queue_position(self, connection: Connection) -> Any:
         """Inside a command's transaction, after its events are queued: lock the position and
         read it (on PostgreSQL in the same round trip as the append; the events table is
@@ -133,9 +151,9 @@ class Projector:
             return None
         return driver.execute(connection, self._prepared.lock_and_read_position)
 
-    def project_own(self, connection: Connection, appended: Sequence[Any], aggregate: Any, position: Any) -> None:
+    def project_own(self, connection: Connection, appended: Sequence[Any], aggregate: Any, queued: Queued) -> None:
         """Inside a command's transaction: project the events it has just appended
-        (``position``: what :meth:`queue_position` queued).
+        (``queued``: what :meth:`queue_inline` sent).
 
         When the read models are current up to the event before them (the usual case), they
         are applied as they are, already decoded and folded, and the position moves to the
@@ -145,6 +163,7 @@ class Projector:
         """
         self.remember([aggregate])
         first, last = appended[0].notification_id, appended[-1].notification_id
+        position = queued.position
         if position is None:  # SQLite: moved only if it is just before the command's events
             moved = driver.execute(connection, self._prepared.move_position,
                                    {"new_position": last, "expected": first - 1}).rowcount == 1
@@ -154,7 +173,8 @@ class Projector:
         else:
             moved = False
         if moved:
-            self._apply_events(connection, [(a.notification_id, a.event) for a in appended])
+            self._apply_events(connection, [(a.notification_id, a.event) for a in appended],
+                               dict(queued.periods))
         else:
             self.apply_pending(connection)
 
@@ -215,13 +235,16 @@ class Projector:
         self._apply_events(connection, [(n.id, mapper.to_domain_event(n)) for n in notifications])
         driver.execute(connection, self._prepared.set_position, {"new_position": notifications[-1].id})
 
-    def _apply_events(self, connection: Connection, items: Sequence[tuple[int, Any]]) -> None:
-        """Write the read-model rows of decoded events (the tracking row is the caller's)."""
+    def _apply_events(self, connection: Connection, items: Sequence[tuple[int, Any]],
+                      open_periods: dict[UUID, Any] | None = None) -> None:
+        """Write the read-model rows of decoded events (the tracking row is the caller's).
+        ``open_periods``: cursors of :meth:`queue_inline`'s reads of open periods, by episode;
+        each serves that episode's first change of periods here (later ones read again)."""
         touched: dict[UUID, list[Any]] = {}
         latest: dict[UUID, Episode] = {}
         audit_rows = []
         for notification_id, event in items:
-            if isinstance(event, (Program.Defined, Program.Revised)):
+            if isinstance(event, PROGRAM_EVENTS):
                 self._apply_program(connection, event)
                 audit_rows.append(derive.audit_row(notification_id, event, None, None))
                 continue
@@ -234,7 +257,8 @@ class Projector:
             if derive.may_change_periods(event):
                 # Each version of the periods is stamped with the event that made it, so a
                 # rebuild in large batches writes the same rows as one event at a time.
-                self._write_periods(connection, episode, event.timestamp)
+                queued = open_periods.pop(event.originator_id, None) if open_periods else None
+                self._write_periods(connection, episode, event.timestamp, queued)
         for episode_id, events in touched.items():
             self._write_episode(connection, latest[episode_id], events)
         if audit_rows:
@@ -312,10 +336,18 @@ class Projector:
             self._tallies.popitem(last=False)
         return tally
 
-    def _write_periods(self, connection: Connection, episode: Episode, recorded_at: Any) -> None:
-        """Close the periods the record no longer holds; open the ones it now holds."""
-        current = connection.execute(self._statements.open_periods, {"key": episode.id}).all()
-        held = {tuple(r[1:]): r[0] for r in current}
+    def _write_periods(self, connection: Connection, episode: Episode, recorded_at: Any,
+                       queued: Any = None) -> None:
+        """Close the periods the record no longer holds; open the ones it now holds.
+        ``queued``: the cursor of the open periods' read, already sent (else read now)."""
+        if episode.version == 1:
+            current = []  # a new episode (its referral): no period of it yet
+        else:
+            read = self._prepared.open_periods
+            if queued is None:
+                queued = driver.execute(connection, read, {"key": episode.id})
+            current = driver.fetch_all(connection, read, queued)
+        held = {r[1:]: r[0] for r in current}
         wanted = derive.periods(episode)
         stale = [{"row_id": row_id, "recorded_to": recorded_at} for key, row_id in held.items() if key not in wanted]
         if stale:
@@ -334,6 +366,13 @@ class Projector:
         connection.execute(insert(tables.programs), [row])
 
 
+class Queued(NamedTuple):
+    """What :meth:`Projector.queue_inline` sent ahead of projecting a command's events."""
+
+    position: Any  # the position's cursor (PostgreSQL), or None (SQLite: moved conditionally)
+    periods: dict[UUID, Any]  # episode id -> the cursor of its open periods' read
+
+
 PERIOD_KEY = ("status", "level_code", "tapering", "program_code", "clinic", "valid_from", "valid_to")
 
 
@@ -346,10 +385,6 @@ class _Statements:
         this_projection = t.c.projection == PROJECTION_NAME
         self.rebuilding = select(t.c.position).where(t.c.projection == REBUILDING)
         self.lock_position = update(t).where(this_projection).values(position=t.c.position)
-        p = tables.periods
-        self.open_periods = select(p.c.id, *(p.c[name] for name in PERIOD_KEY)).where(
-            p.c.episode_id == bindparam("key"), p.c.recorded_to.is_(None)
-        )
         self.delete_facts = {
             name: delete(getattr(tables, name)).where(getattr(tables, name).c.episode_id == bindparam("key"))
             for name in ("sessions", "outcomes", "authorizations")
@@ -370,6 +405,11 @@ class _Prepared:
         self.lock_and_read_position = self._statements.get("lock_and_read_position", lambda: lock_and_read)
         self.set_position = self._statements.get("set_position", lambda: (
             update(t).where(this_projection).values(position=bindparam("new_position"))
+        ))
+        p = tables.periods
+        self.open_periods = self._statements.get("open_periods", lambda: (
+            select(p.c.id, *(p.c[name] for name in PERIOD_KEY))
+            .where(p.c.episode_id == bindparam("key"), p.c.recorded_to.is_(None))
         ))
         self.move_position = None if engine.dialect.name != "sqlite" else self._statements.get(
             "move_position", lambda: (

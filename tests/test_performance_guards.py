@@ -129,6 +129,36 @@ def test_a_session_on_a_kept_episode_sends_the_same_statements_however_long_the_
     assert not any(name in ("SELECT care_episodes_events", "SELECT rm_episodes") for name in short)
 
 
+def test_a_change_of_status_reads_the_open_periods_with_the_append(any_projected, clinician,
+                                                                   monkeypatch):
+    """A hold closes the episode's open status period and opens another, so the projector
+    reads the open periods: through the driver, and on PostgreSQL queued right behind the
+    position's lock, so the read travels in the append's round trip, not one of its own."""
+    app = any_projected
+    engine = app.recorder.datastore.engine
+    episode = admitted_episode(app, clinician, FIRST_DAY)
+    attend(app, episode, clinician, FIRST_DAY + timedelta(days=3))  # kept from here
+    through_sqlalchemy: list[str] = []
+
+    def record(conn: Any, cursor: Any, sql: str, *args: Any) -> None:
+        through_sqlalchemy.append(sql)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        with sent_on(engine, monkeypatch) as sent:
+            app.place_on_hold(episode, clinician, effective_date=FIRST_DAY + timedelta(days=4),
+                              reason="hospital admission")
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    names = sent.names()
+
+    assert through_sqlalchemy == []  # every statement through the driver (pipelined)
+    assert names.count("SELECT rm_periods") == 1
+    assert "UPDATE rm_periods" in names and "INSERT rm_periods" in names  # closed one, opened one
+    if engine.dialect.name == "postgresql":
+        assert names.index("SELECT rm_periods") == names.index("SELECT rm_tracking") + 1
+
+
 def test_a_session_dated_before_others_still_sends_no_read_of_the_stream(projected, clinician,
                                                                           monkeypatch):
     """A session documented late (dated before sessions already recorded) makes the projector
