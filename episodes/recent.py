@@ -1,10 +1,17 @@
 """Episodes recently decided in this process, so the next command need not replay them.
 
 Replaying a stream is the largest cost of a command that appends one event, and it grows
-with the episode (docs/performance.md).  An entry is only ever *trusted* after the caller has
-locked the stream and read its head from the heads table (written in the same transaction as
-the events): if another process, thread or a rolled-back transaction moved the stream, the
-version or the digest differs and the caller replays as before.
+with the episode (docs/performance.md).  An entry is used in one of two ways:
+
+* *checked* (:meth:`RecentEpisodes.take`): after the caller has locked the stream and read its
+  head from the heads table (written in the same transaction as the events): if another
+  process, thread or a rolled-back transaction moved the stream, the version or the digest
+  differs and the caller replays as before;
+* *unchecked* (:meth:`RecentEpisodes.take_unchecked`): the caller decides on it at once and
+  lets the store check it: appending at the next version fails on the store's unique
+  (stream, version) index if the stream moved on, and the caller then tries again, checked.
+  An event already stored is never changed, so a kept episode that is still at the head is
+  the stream exactly; one that is behind can only make the append fail.
 
 An entry is *taken* (removed) while a command works on it and put back only after its
 transaction committed, so two threads never decide on one object, and an aggregate that was
@@ -39,6 +46,15 @@ class RecentEpisodes:
         if kept != head or aggregate.version != head.version:
             return None  # the stream moved on elsewhere (or the object was changed)
         return aggregate
+
+    def take_unchecked(self, stream_id: UUID) -> tuple[Any, Head] | None:
+        """The aggregate kept for the stream and the head it was kept at, whether or not the
+        stream is still there; it is no longer kept."""
+        with self._lock:
+            entry = self._entries.pop(stream_id, None)
+        if entry is None or entry[0].version != entry[1].version:
+            return None  # the object was changed after it was kept
+        return entry
 
     def put(self, aggregate: Any, head: Head) -> None:
         """Keep an aggregate whose newest event is committed at ``head``."""

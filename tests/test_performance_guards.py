@@ -37,11 +37,13 @@ FIRST_DAY = date(2026, 3, 2)
 # move the head, move the projection's position, update the episode row, add the session and
 # the audit row.  PostgreSQL also takes the stream's advisory lock, locks the events table (so
 # positions commit in order) and reads the position under a row lock.
+# A session on a kept episode: decided on the kept copy, whose append the store refuses if the
+# stream moved on elsewhere (episodes/recent.py), so the stream's head is not read first.
 COMMAND_STATEMENTS = {
-    "sqlite": ["SELECT care_episodes_heads", "INSERT care_episodes_events",
+    "sqlite": ["INSERT care_episodes_events",
                "INSERT care_episodes_heads", "UPDATE rm_tracking", "UPDATE rm_episodes",
                "INSERT rm_sessions", "INSERT rm_audit"],
-    "postgresql": ["SELECT pg_advisory_xact_lock", "SELECT care_episodes_heads",
+    "postgresql": ["SELECT pg_advisory_xact_lock",
                    "LOCK care_episodes_events", "INSERT care_episodes_events",
                    "INSERT care_episodes_heads", "SELECT rm_tracking", "UPDATE rm_tracking",
                    "UPDATE rm_episodes", "INSERT rm_sessions", "INSERT rm_audit"],

@@ -23,10 +23,12 @@ from episodes import (
     Episode,
     Episodes,
     Receipt,
+    RuleViolation,
     ServiceFormat,
     SessionKind,
 )
 from episodes.events import SessionAttended
+from episodes.verification import verify
 from episodes.writer import Head
 from tests.pathways import admitted_episode, attend, count_event_rows
 
@@ -86,6 +88,7 @@ def test_the_application_retries_against_the_new_state(any_app, other_app, clini
     episode = admitted_episode(any_app, clinician, date(2026, 3, 2))  # v1-v3
     stale = any_app.repository.get(episode)  # version 3
     attend(other_app, episode, clinician, date(2026, 3, 5), command_id="session-0305-other")  # v4
+    any_app._recent.clear()  # no copy kept from its own commands: it loads (see the next tests)
     loads = load_stale_copy_first(any_app, stale, monkeypatch)
 
     receipt = attend(any_app, episode, clinician, date(2026, 3, 6), command_id="session-0306-mine")
@@ -97,6 +100,65 @@ def test_the_application_retries_against_the_new_state(any_app, other_app, clini
         (4, "session-0305-other", date(2026, 3, 5)),
         (5, "session-0306-mine", date(2026, 3, 6)),
     ]
+
+
+def test_a_kept_copy_the_stream_moved_on_from_is_refused_by_the_store_then_decided_again(
+    any_app, other_app, clinician
+):
+    episode = admitted_episode(any_app, clinician, date(2026, 3, 2))  # v1-v3: any_app keeps v3
+    attend(other_app, episode, clinician, date(2026, 3, 5), command_id="session-0305-other")  # v4
+
+    receipt = attend(any_app, episode, clinician, date(2026, 3, 6), command_id="session-0306-mine")
+
+    # Check the append decided on the kept v3 was refused, and the command was decided again
+    # on the stored stream: recorded at v5, chained to the other process's v4.
+    assert any_app.retried_appends == 1
+    assert (receipt.version, receipt.duplicate) == (5, False)
+    assert sessions_in(any_app, episode) == [
+        (4, "session-0305-other", date(2026, 3, 5)),
+        (5, "session-0306-mine", date(2026, 3, 6)),
+    ]
+    assert verify(any_app).intact
+
+
+def test_a_kept_copy_never_refuses_what_the_stored_stream_allows(any_app, other_app, clinician):
+    episode = admitted_episode(any_app, clinician, date(2026, 3, 2))  # admitted 4 March
+    any_app.place_on_hold(episode, clinician, effective_date=date(2026, 3, 5),
+                          reason="hospital admission")  # v4: any_app keeps the episode on hold
+    other_app.resume(episode, clinician, effective_date=date(2026, 3, 9))  # v5, elsewhere
+
+    # On hold, a session is refused; resumed (as stored), it is recorded.
+    receipt = attend(any_app, episode, clinician, date(2026, 3, 10))
+
+    assert (receipt.version, receipt.event) == (6, "SessionAttended")
+    assert any_app.retried_appends == 0  # the refusal was checked before anything was appended
+
+
+def test_a_kept_copy_still_refuses_what_the_stored_stream_refuses(any_app, other_app, clinician):
+    episode = admitted_episode(any_app, clinician, date(2026, 3, 2))
+    any_app.place_on_hold(episode, clinician, effective_date=date(2026, 3, 5),
+                          reason="hospital admission")  # v4, kept and current
+    rows = count_rows(any_app)
+
+    # Check the rule's own error (not a conflict: nobody else wrote), and nothing written.
+    with pytest.raises(RuleViolation):
+        attend(any_app, episode, clinician, date(2026, 3, 6))
+    assert count_rows(any_app) == rows
+    # And the refusal did not cost the kept copy its use: it is still the stream.
+    assert any_app.episode(episode).version == 4
+
+
+def test_a_command_another_process_recorded_from_a_kept_copy_is_a_duplicate(
+    any_app, other_app, clinician
+):
+    episode = admitted_episode(any_app, clinician, date(2026, 3, 2))  # any_app keeps v3
+    first = attend(other_app, episode, clinician, date(2026, 3, 5), command_id="session-0305")
+
+    again = attend(any_app, episode, clinician, date(2026, 3, 5), command_id="session-0305")
+
+    # Check the kept copy, which does not know the command, did not record it a second time.
+    assert (again.version, again.duplicate) == (first.version, True)
+    assert sessions_in(any_app, episode) == [(4, "session-0305", date(2026, 3, 5))]
 
 
 def test_a_command_the_other_write_made_impossible_is_a_conflict(
