@@ -294,12 +294,15 @@ class Episodes(Application[UUID]):
                     appended = self._append_events(connection, episode)
             except _Stale:
                 self._discard(episode_id)
+                self._recent.mark_shared(episode_id)
                 continue  # nothing was appended: decide on the stream as stored
             except (IntegrityError, sqlalchemy.exc.IntegrityError):
                 self._discard(episode_id)
                 self.retried_appends += 1
                 if kept is None:
                     attempt += 1
+                else:
+                    self._recent.mark_shared(episode_id)
                 continue  # another writer appended first: decide again
             except BaseException:
                 self._discard(episode_id)

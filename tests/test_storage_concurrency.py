@@ -121,6 +121,26 @@ def test_a_kept_copy_the_stream_moved_on_from_is_refused_by_the_store_then_decid
     assert verify(any_app).intact
 
 
+def test_writers_taking_turns_on_one_episode_check_their_copies_first(any_app, other_app, clinician):
+    episode = admitted_episode(any_app, clinician, date(2026, 3, 2))  # any_app keeps v3
+    attend(other_app, episode, clinician, date(2026, 3, 5))  # v4: other_app replays, keeps v4
+    attend(any_app, episode, clinician, date(2026, 3, 6))  # v5: its kept v3 refused, retried
+    assert any_app.retried_appends == 1
+    attend(other_app, episode, clinician, date(2026, 3, 7))  # v6: its kept v4 refused, retried
+    assert other_app.retried_appends == 1
+
+    # Check the episode is now known to be shared: each reads the head before deciding, so
+    # neither fails an append on an out-of-date copy again.
+    attend(any_app, episode, clinician, date(2026, 3, 8))  # v7
+    attend(other_app, episode, clinician, date(2026, 3, 9))  # v8
+    attend(any_app, episode, clinician, date(2026, 3, 10))  # v9
+    assert (any_app.retried_appends, other_app.retried_appends) == (1, 1)
+    # Once a check finds the stream where it was left, the kept copy is used unchecked again.
+    attend(any_app, episode, clinician, date(2026, 3, 11))  # v10
+    assert any_app._recent.take_unchecked(episode) is not None
+    assert [e.originator_version for e in any_app.history(episode)] == list(range(1, 11))
+
+
 def test_a_kept_copy_never_refuses_what_the_stored_stream_allows(any_app, other_app, clinician):
     episode = admitted_episode(any_app, clinician, date(2026, 3, 2))  # admitted 4 March
     any_app.place_on_hold(episode, clinician, effective_date=date(2026, 3, 5),
