@@ -9,8 +9,9 @@ also a round trip.  So the few statements every command sends are:
   tables), compiled **once** for the engine's dialect, their values passed through the column
   types' bind processors exactly as SQLAlchemy would, and executed on the DB-API cursor;
 * on PostgreSQL, sent in psycopg's **pipeline mode**: statements whose results are not needed
-  yet are queued and go with the next one whose result is, or with the COMMIT.  A command then
-  waits on three round trips instead of eleven.
+  yet are queued and go with the next one whose result is, or with the COMMIT.  A command on
+  an episode its process keeps then waits on two round trips (the append's, the COMMIT's)
+  instead of eleven; three when its stream's head must be read first.
 
 Everything else still goes through SQLAlchemy on the same connection: :func:`enable` makes
 any SQLAlchemy statement leave the pipeline first (psycopg returns no result description for
