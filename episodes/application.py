@@ -281,7 +281,7 @@ class Episodes(Application[UUID]):
                             effective_date=effective_date,
                             envelope=replace(envelope, previous_hash=head.digest), **fields,
                         )
-                    except Exception as refused:
+                    except EpisodesError as refused:  # a database error is raised as it is
                         if kept is not None and self.writer.head(connection, episode_id) != head:
                             raise _Stale from refused  # refused by an out-of-date copy: again
                         if attempt == 0 or not isinstance(refused, RuleViolation):

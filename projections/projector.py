@@ -177,6 +177,11 @@ class Projector:
                                dict(queued.periods))
         else:
             self.apply_pending(connection)
+        # Not kept past the command: the application keeps this very object for the episode's
+        # next command, which decides on it (changes it) without a lock (episodes/recent.py),
+        # and a fold here onto a cached object changes that object in place.
+        if self._cache.get(aggregate.id) is aggregate:
+            del self._cache[aggregate.id]
 
     def apply_pending(self, connection: Connection, limit: int | None = None) -> int:
         """Inside the caller's transaction: lock the position, apply what follows it."""

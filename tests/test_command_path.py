@@ -110,3 +110,72 @@ def test_an_admission_to_an_unknown_program_names_the_field(any_app, clinician):
     with pytest.raises(InvalidCommand) as refused:
         admit(any_app, episode, clinician, date(2026, 3, 5), program_code="iop-missing")
     assert "program_code" in refused.value.errors
+
+
+def test_another_thread_projecting_never_changes_the_copy_a_command_decides_on(
+        any_projected, database_url, clock, clinician, monkeypatch):
+    """The panel serves requests in threads sharing one application.  Thread A takes the copy
+    it keeps of episode E and decides on it, without a lock (the store checks it when A
+    appends).  Thread B, recording on another episode, finds an event of E pending (recorded
+    by a writer that does not project: the command line) and projects it first.  B must not
+    fold that event onto A's copy: A's event would then chain to the wrong one, or B would
+    project A's session, which the store then refuses (found in review, on both backends)."""
+    import threading
+
+    from sqlalchemy import select
+
+    from projections import tables
+
+    panel = any_projected
+    command_line = Episodes(database_url, clock=clock)
+    e = admitted_episode(panel, clinician, date(2026, 3, 2))  # the panel keeps E at v3
+    f = admitted_episode(panel, clinician, date(2026, 3, 2))
+    attend(command_line, e, clinician, date(2026, 3, 5), command_id="cli-0305")  # v4, pending
+    command_line.close()
+
+    b_projects_e, a_took_its_copy = threading.Event(), threading.Event()
+    take_unchecked, fold = panel._recent.take_unchecked, panel.projector._fold
+
+    def taking(stream_id):
+        taken = take_unchecked(stream_id)
+        if threading.current_thread().name == "A":
+            a_took_its_copy.set()
+        return taken
+
+    def folding(connection, event):
+        if event.originator_id == e and threading.current_thread().name == "B":
+            b_projects_e.set()
+            a_took_its_copy.wait(10)  # B projects E's pending event once A holds its copy
+        return fold(connection, event)
+
+    monkeypatch.setattr(panel._recent, "take_unchecked", taking)
+    monkeypatch.setattr(panel.projector, "_fold", folding)
+    errors: list[BaseException] = []
+
+    def record(episode, day, command_id):
+        try:
+            attend(panel, episode, clinician, day, command_id=command_id)
+        except BaseException as error:  # reported below, not lost in the thread
+            errors.append(error)
+
+    b = threading.Thread(target=record, name="B", args=(f, date(2026, 3, 6), "panel-f"))
+    b.start()
+    assert b_projects_e.wait(10)
+    a = threading.Thread(target=record, name="A", args=(e, date(2026, 3, 6), "panel-e"))
+    a.start()
+    a.join(30)
+    b.join(30)
+
+    assert errors == []
+    # Check A's session followed the command line's, chained to it, and the read models
+    # hold the two sessions as recorded.
+    report = verify(panel)
+    assert report.intact, report.summary()
+    sessions = [(ev.originator_version, ev.envelope.command_id) for ev in panel.history(e)
+                if type(ev).__name__ == "SessionAttended"]
+    assert sessions == [(4, "cli-0305"), (5, "panel-e")]
+    s = tables.sessions
+    with panel.recorder.datastore.engine.connect() as connection:
+        rows = connection.execute(select(s.c.version, s.c.session_date)
+                                  .where(s.c.episode_id == e).order_by(s.c.version)).all()
+    assert [tuple(r) for r in rows] == [(4, date(2026, 3, 5)), (5, date(2026, 3, 6))]

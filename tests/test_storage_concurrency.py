@@ -164,7 +164,7 @@ def test_a_kept_copy_still_refuses_what_the_stored_stream_refuses(any_app, other
     with pytest.raises(RuleViolation):
         attend(any_app, episode, clinician, date(2026, 3, 6))
     assert count_rows(any_app) == rows
-    # And the refusal did not cost the kept copy its use: it is still the stream.
+    # And the stream is as it was (the refused command's copy is not kept: it is read again).
     assert any_app.episode(episode).version == 4
 
 
@@ -251,3 +251,40 @@ def test_four_writers_at_once_record_every_session_once(any_app, database_url, c
     assert len({e.effective_date for e in sessions}) == 40
     assert len(history) == 43
     assert sorted(r.version for r in receipts) == list(range(4, 44))
+
+
+def test_a_database_error_while_deciding_on_a_kept_episode_is_raised_as_it_is(
+    postgres_url, clock, clinician, monkeypatch
+):
+    """Another session holds the stream's lock past the server's lock_timeout: the command
+    fails with the server's error, whether or not the application keeps the episode.  (A kept
+    episode's refusals are checked against the stream's head; found in review: a database
+    error was taken for a refusal, and reading the head after it failed with another error.)"""
+    import psycopg
+    from psycopg.errors import LockNotAvailable
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError
+
+    from episodes.storage import advisory_key
+    from tests.pathways import admit, complete_intake, define_standard_program, refer
+
+    monkeypatch.setenv("PGOPTIONS", "-c lock_timeout=300")  # read by libpq when it connects
+    app = Episodes(postgres_url, clock=clock)
+    define_standard_program(app, clinician)
+    episode = refer(app, clinician, date(2026, 3, 2))
+    complete_intake(app, episode, clinician, date(2026, 3, 3))  # kept from here
+    url = make_url(postgres_url)
+    holder = psycopg.connect(host=url.host, port=url.port or 5432, user=url.username,
+                             dbname=url.database, options="-c lock_timeout=0")
+    try:
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_key(episode),))
+        for kept in (True, False):
+            if not kept:
+                app._recent.clear()
+            with pytest.raises(OperationalError) as failed:
+                admit(app, episode, clinician, date(2026, 3, 5))  # looks its program up
+            assert isinstance(failed.value.orig, LockNotAvailable), (kept, failed.value)
+    finally:
+        holder.rollback()
+        holder.close()
+        app.close()
