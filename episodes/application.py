@@ -246,9 +246,11 @@ class Episodes(Application[UUID]):
             self._discard(episode_id)
             raise
         if episode is None:
-            return self._duplicate(self.repository.get(episode_id), envelope.command_id)
-        self._recent.put(episode, _head(appended))
-        return _receipt(episode, episode.facts[1])
+            stored = self.repository.get(episode_id)
+            return self._duplicate(episode_id, stored.command_ids[envelope.command_id])
+        receipt = _receipt(episode.id, episode.facts[1])
+        self._recent.put(episode, _head(appended))  # from here another command may change it
+        return receipt
 
     def _append(
         self, command: str, episode_id: UUID, values: dict[str, Any], envelope: Envelope,
@@ -270,6 +272,7 @@ class Episodes(Application[UUID]):
                     self.writer.lock_stream(connection, episode_id)
                     episode, head = kept or self._current_episode(connection, episode_id)
                     if envelope.command_id in episode.command_ids:
+                        duplicate_of = episode.command_ids[envelope.command_id]
                         self._recent.put(episode, head)  # untouched (an event never changes)
                         break  # answered below, outside the transaction
                     try:
@@ -307,14 +310,15 @@ class Episodes(Application[UUID]):
             except BaseException:
                 self._discard(episode_id)
                 raise
-            self._recent.put(episode, _head(appended))
-            return _receipt(episode, event)
+            receipt = _receipt(episode.id, event)
+            self._recent.put(episode, _head(appended))  # from here another command may change it
+            return receipt
         else:
             raise ConflictError(
                 f"the {command.replace('_', ' ')} kept conflicting with other writers "
                 f"after {MAX_ATTEMPTS} attempts; nothing was recorded, try again"
             )
-        return self._duplicate(episode, envelope.command_id)
+        return self._duplicate(episode_id, duplicate_of)
 
     def _current_episode(self, connection: Any, episode_id: UUID) -> tuple[Episode, Head]:
         """The episode at its stream's head: kept from this process's last command on it when
@@ -353,10 +357,10 @@ class Episodes(Application[UUID]):
         """A command on this episode failed: whatever was kept of it may not be current."""
         self._recent.take(episode_id, None)
 
-    def _duplicate(self, episode: Episode, command_id: str) -> Receipt:
-        version = episode.command_ids[command_id]
-        event = next(e for e in self.events.get(episode.id, gt=version - 1, lte=version))
-        return _receipt(episode, event, duplicate=True)  # type: ignore[arg-type]
+    def _duplicate(self, episode_id: UUID, version: int) -> Receipt:
+        """The receipt of the event at ``version``, which recorded the command sent again."""
+        event = next(e for e in self.events.get(episode_id, gt=version - 1, lte=version))
+        return _receipt(episode_id, event, duplicate=True)  # type: ignore[arg-type]
 
     def _latest_date(self) -> date:
         return latest_clinical_date(self.clock)
@@ -511,9 +515,9 @@ def _head(appended: list[Appended]) -> Head:
     return Head(newest.event.originator_version, newest.digest)
 
 
-def _receipt(episode: Episode, event: EpisodeEvent, duplicate: bool = False) -> Receipt:
+def _receipt(episode_id: UUID, event: EpisodeEvent, duplicate: bool = False) -> Receipt:
     return Receipt(
-        episode_id=episode.id,
+        episode_id=episode_id,
         version=event.originator_version,
         event=type(event).__name__,
         recorded_at=event.timestamp,

@@ -66,9 +66,12 @@ class RecentEpisodes:
         return entry
 
     def put(self, aggregate: Any, head: Head) -> None:
-        """Keep an aggregate whose newest event is committed at ``head``."""
+        """Keep an aggregate whose newest event is committed at ``head`` (unless a later
+        version is kept already: another thread's command committed after this one)."""
         with self._lock:
-            self._entries.pop(aggregate.id, None)
+            kept = self._entries.pop(aggregate.id, None)
+            if kept is not None and kept[1].version > head.version:
+                aggregate, head = kept
             self._entries[aggregate.id] = (aggregate, head)
             while len(self._entries) > self._size:
                 self._entries.popitem(last=False)

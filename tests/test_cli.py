@@ -147,10 +147,12 @@ def test_the_demo_has_every_discharge_type_whatever_the_date(tmp_path, today):
     finally:
         app.close()
     engine = create_engine(url)
-    with engine.connect() as connection:
-        discharges = {r[0] for r in connection.execute(
-            text("SELECT discharge_type FROM rm_episodes WHERE discharge_type IS NOT NULL"))}
-    engine.dispose()
+    try:
+        with engine.connect() as connection:
+            discharges = {r[0] for r in connection.execute(
+                text("SELECT discharge_type FROM rm_episodes WHERE discharge_type IS NOT NULL"))}
+    finally:
+        engine.dispose()
     assert discharges == {t.value for t in DischargeType}
 
 

@@ -135,10 +135,12 @@ def test_another_thread_projecting_never_changes_the_copy_a_command_decides_on(
 
     b_projects_e, a_took_its_copy = threading.Event(), threading.Event()
     take_unchecked, fold = panel._recent.take_unchecked, panel.projector._fold
+    taken_by_a: list[object] = []
 
     def taking(stream_id):
         taken = take_unchecked(stream_id)
         if threading.current_thread().name == "A":
+            taken_by_a.append(taken)
             a_took_its_copy.set()
         return taken
 
@@ -166,7 +168,10 @@ def test_another_thread_projecting_never_changes_the_copy_a_command_decides_on(
     a.join(30)
     b.join(30)
 
+    assert not a.is_alive() and not b.is_alive()
     assert errors == []
+    # A decided on its kept copy (v3); the store refused that append, and A decided again.
+    assert taken_by_a[0] is not None and panel.retried_appends == 1
     # Check A's session followed the command line's, chained to it, and the read models
     # hold the two sessions as recorded.
     report = verify(panel)

@@ -47,6 +47,19 @@ def sessions_in(app: Episodes, episode: UUID) -> list[tuple[int, str, date]]:
     ]
 
 
+def kept_copies_taken(app: Episodes, monkeypatch) -> list[Any]:
+    """What each command's unchecked look at the app's kept copies found (None: no copy)."""
+    taken: list[Any] = []
+    take = app._recent.take_unchecked
+
+    def taking(stream_id: UUID) -> Any:
+        taken.append(take(stream_id))
+        return taken[-1]
+
+    monkeypatch.setattr(app._recent, "take_unchecked", taking)
+    return taken
+
+
 def load_stale_copy_first(app: Episodes, stale: Episode, monkeypatch) -> list[UUID]:
     """Make the app's next load return ``stale``, as if another writer appended right after it."""
     real_load: Callable[..., Any] = app._current_episode
@@ -141,41 +154,64 @@ def test_writers_taking_turns_on_one_episode_check_their_copies_first(any_app, o
     assert [e.originator_version for e in any_app.history(episode)] == list(range(1, 11))
 
 
-def test_a_kept_copy_never_refuses_what_the_stored_stream_allows(any_app, other_app, clinician):
+def test_a_kept_copy_is_never_replaced_by_an_earlier_version():
+    """Two threads' commands on one episode may keep their copies in either order."""
+    from types import SimpleNamespace
+
+    from episodes.recent import RecentEpisodes
+
+    kept, stream = RecentEpisodes(), UUID(int=7)
+    later, earlier = SimpleNamespace(id=stream, version=6), SimpleNamespace(id=stream, version=5)
+    kept.put(later, Head(6, "digest-6"))
+    kept.put(earlier, Head(5, "digest-5"))  # the thread that committed first keeps it last
+    assert kept.take_unchecked(stream) == (later, Head(6, "digest-6"))
+
+
+def test_a_kept_copy_never_refuses_what_the_stored_stream_allows(
+    any_app, other_app, clinician, monkeypatch
+):
     episode = admitted_episode(any_app, clinician, date(2026, 3, 2))  # admitted 4 March
     any_app.place_on_hold(episode, clinician, effective_date=date(2026, 3, 5),
                           reason="hospital admission")  # v4: any_app keeps the episode on hold
     other_app.resume(episode, clinician, effective_date=date(2026, 3, 9))  # v5, elsewhere
+    taken = kept_copies_taken(any_app, monkeypatch)
 
     # On hold, a session is refused; resumed (as stored), it is recorded.
     receipt = attend(any_app, episode, clinician, date(2026, 3, 10))
 
+    assert taken[0] is not None and taken[0][0].state.status.value == "onhold"  # decided on first
     assert (receipt.version, receipt.event) == (6, "SessionAttended")
     assert any_app.retried_appends == 0  # the refusal was checked before anything was appended
 
 
-def test_a_kept_copy_still_refuses_what_the_stored_stream_refuses(any_app, other_app, clinician):
+def test_a_kept_copy_still_refuses_what_the_stored_stream_refuses(
+    any_app, other_app, clinician, monkeypatch
+):
     episode = admitted_episode(any_app, clinician, date(2026, 3, 2))
     any_app.place_on_hold(episode, clinician, effective_date=date(2026, 3, 5),
                           reason="hospital admission")  # v4, kept and current
     rows = count_rows(any_app)
+    taken = kept_copies_taken(any_app, monkeypatch)
 
     # Check the rule's own error (not a conflict: nobody else wrote), and nothing written.
     with pytest.raises(RuleViolation):
         attend(any_app, episode, clinician, date(2026, 3, 6))
+    assert taken[0] is not None  # the kept copy refused, and the head confirmed it
     assert count_rows(any_app) == rows
     # And the stream is as it was (the refused command's copy is not kept: it is read again).
     assert any_app.episode(episode).version == 4
 
 
 def test_a_command_another_process_recorded_from_a_kept_copy_is_a_duplicate(
-    any_app, other_app, clinician
+    any_app, other_app, clinician, monkeypatch
 ):
     episode = admitted_episode(any_app, clinician, date(2026, 3, 2))  # any_app keeps v3
     first = attend(other_app, episode, clinician, date(2026, 3, 5), command_id="session-0305")
+    taken = kept_copies_taken(any_app, monkeypatch)
 
     again = attend(any_app, episode, clinician, date(2026, 3, 5), command_id="session-0305")
 
+    assert taken[0] is not None and any_app.retried_appends == 1  # its append was refused
     # Check the kept copy, which does not know the command, did not record it a second time.
     assert (again.version, again.duplicate) == (first.version, True)
     assert sessions_in(any_app, episode) == [(4, "session-0305", date(2026, 3, 5))]
@@ -270,13 +306,13 @@ def test_a_database_error_while_deciding_on_a_kept_episode_is_raised_as_it_is(
 
     monkeypatch.setenv("PGOPTIONS", "-c lock_timeout=300")  # read by libpq when it connects
     app = Episodes(postgres_url, clock=clock)
-    define_standard_program(app, clinician)
-    episode = refer(app, clinician, date(2026, 3, 2))
-    complete_intake(app, episode, clinician, date(2026, 3, 3))  # kept from here
     url = make_url(postgres_url)
     holder = psycopg.connect(host=url.host, port=url.port or 5432, user=url.username,
                              dbname=url.database, options="-c lock_timeout=0")
     try:
+        define_standard_program(app, clinician)
+        episode = refer(app, clinician, date(2026, 3, 2))
+        complete_intake(app, episode, clinician, date(2026, 3, 3))  # kept from here
         holder.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_key(episode),))
         for kept in (True, False):
             if not kept:
