@@ -30,7 +30,7 @@ from sqlalchemy import event
 from benchmarks import workload
 from benchmarks.backends import PostgresBackend, SQLiteBackend
 from benchmarks.rebuild import rebuild
-from episodes import Actor, ActorRole, Episodes, application, driver, integrity
+from episodes import Actor, ActorRole, Episodes, application, command_input, driver, integrity
 from episodes.episode import Episode
 from projections import ProjectedEpisodes, ReadModels, derive
 from projections.projector import Projector
@@ -47,7 +47,7 @@ def _parts() -> tuple[list[tuple[int, str, Callable[..., Any]]], list[tuple[str,
 
     path = [
         (0, "the whole command (Episodes.execute)", Episodes.execute),
-        (1, "validate the input (marshmallow schema)", application._load),
+        (1, "validate the input (marshmallow schema)", command_input.load_values),
         (1, "lock the stream (PostgreSQL advisory lock)", StreamWriter.lock_stream),
         # A kept copy is decided on unchecked (episodes/recent.py): these run only without one,
         # for a shared stream, or when the kept copy turned out stale.

@@ -11,25 +11,24 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime
-from functools import cache, partial
+from functools import partial
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import sqlalchemy.exc
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, Mapper
 from eventsourcing.utils import get_topic
-from marshmallow import ValidationError
 
 from episodes import access, encryption, history, integrity, preparation, rules, storage
 from episodes.clock import Clock, SystemClock, latest_clinical_date
+from episodes.command_input import check_may_record, envelope_for, load_values, schema_for
 from episodes.episode import Episode
 from episodes.errors import (
     ConflictError,
     EpisodeNotFound,
     EpisodesError,
     InvalidCommand,
-    NotPermitted,
     ProgramNotFound,
     RuleViolation,
 )
@@ -204,9 +203,9 @@ class Episodes(Application[UUID]):
             raise ProgramNotFound(code) from None
 
     def _load_program(self, actor: Actor, data: Mapping[str, Any]) -> tuple[ProgramDefinition, Envelope]:
-        _check_may_record(actor)
-        values = _load(DefineProgramSchema(), "define_program", data)
-        envelope = _envelope(actor, values)
+        check_may_record(actor)
+        values = load_values(DefineProgramSchema(), "define_program", data)
+        envelope = envelope_for(actor, values)
         values["clinics"] = tuple(values["clinics"])
         return ProgramDefinition(**values), envelope
 
@@ -216,10 +215,10 @@ class Episodes(Application[UUID]):
         """Run any pathway command by name with raw or typed input (the panel's entry point)."""
         if command not in SCHEMAS:
             raise InvalidCommand(command, {"command": [f"Unknown command; known: {', '.join(SCHEMAS)}."]})
-        _check_may_record(actor)
-        schema = _schema(command)
-        values = _load(schema, command, data)
-        envelope = _envelope(actor, values)
+        check_may_record(actor)
+        schema = schema_for(command)
+        values = load_values(schema, command, data)
+        envelope = envelope_for(actor, values)
         effective_date: date = values.pop("effective_date") or self.clock.now().date()
         if schema.creates_episode:
             return self._create(values, envelope, effective_date)
@@ -473,41 +472,6 @@ class Episodes(Application[UUID]):
 
 class _Stale(Exception):
     """A command was refused by a kept episode that the stream has moved on from."""
-
-
-def _check_may_record(actor: Actor) -> None:
-    if not isinstance(actor, Actor):
-        raise TypeError(f"actor must be an episodes.Actor, not {type(actor).__name__}")
-    if not actor.role.can_record:
-        raise NotPermitted(
-            f"{actor.id} acts as {actor.role.value}, and a {actor.role.value} may read and "
-            "audit but not record"
-        )
-
-
-@cache
-def _schema(command: str) -> Any:
-    # One instance per command: building a marshmallow schema costs more than loading with it,
-    # and loading keeps no state on the instance.
-    return SCHEMAS[command]()
-
-
-def _load(schema: Any, command: str, data: Mapping[str, Any]) -> dict[str, Any]:
-    try:
-        return dict(schema.load(dict(data)))
-    except ValidationError as invalid:
-        raise InvalidCommand(command, invalid.messages_dict) from None
-
-
-def _envelope(actor: Actor, values: dict[str, Any]) -> Envelope:
-    command_id = values.pop("command_id", None) or uuid4().hex
-    return Envelope(
-        actor_id=actor.id,
-        actor_role=actor.role,
-        command_id=command_id,
-        correlation_id=values.pop("correlation_id", None) or command_id,
-        reason=values.pop("reason", None),
-    )
 
 
 def _head(appended: list[Appended]) -> Head:
