@@ -72,10 +72,9 @@ checkpoint_heads = Table(
 
 
 def digest(topic: str, stream_id: UUID, version: int, plaintext: bytes) -> str:
-    h = hashlib.sha256()
-    for part in (topic.encode(), str(stream_id).encode(), str(version).encode()):
-        h.update(part)
-        h.update(b"\x1f")  # a separator no part contains
+    # The topic, the stream id and the version, each followed by a separator no part contains,
+    # then the payload: hashed as one string and the payload (the same bytes as part by part).
+    h = hashlib.sha256(f"{topic}\x1f{stream_id}\x1f{version}\x1f".encode())
     h.update(plaintext)
     return h.hexdigest()
 
