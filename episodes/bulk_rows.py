@@ -14,13 +14,14 @@ what that statement would store; then the rows go to the driver in one call:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from operator import itemgetter
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy import Connection, Table, insert
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.sql import sqltypes
 
 
@@ -71,6 +72,8 @@ class _Plan:
                 processor = _as_uuid
             if processor is None:
                 processor = BINARY_FORM.get(binary)  # what the binary form needs of the value
+            elif _default_sqlite_datetime(column_type, dialect):
+                processor = _sqlite_datetime(processor)
             if processor is not None:
                 if _python_type(column_type) in REPEATED_TYPES:
                     processor = _remembering(processor)
@@ -160,6 +163,30 @@ BINARY_FORM: dict[str | None, Callable[[Any], Any]] = {
     "int2": _in_range(16),
     "int4": _in_range(32),
 }
+
+
+def _default_sqlite_datetime(column_type: Any, dialect: Any) -> bool:
+    impl = column_type.dialect_impl(dialect)
+    return (dialect.name == "sqlite" and isinstance(impl, sqlite.DATETIME)
+            and impl._storage_format == sqlite.DATETIME._storage_format)
+
+
+def _sqlite_datetime(processor: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """SQLite's ``DATETIME`` bind processor (its default storage format) for a ``datetime``,
+    in one C call instead of a ``%`` format of a dict of seven attributes: a third of the
+    values' processing in a rebuild (``rm_audit.recorded_at``, the periods' recorded times).
+
+    ``isoformat`` writes the same fields the same way (a four-digit year, then two digits each,
+    six for the microseconds, whether or not they are zero) followed by the offset, which the
+    storage format leaves out (as it is, not converted: the processor ignores the zone too).
+    Anything but a plain ``datetime`` (a subclass, a date, None) goes to the processor."""
+
+    def process(value: Any) -> Any:
+        if type(value) is datetime:
+            return value.isoformat(" ", "microseconds")[:26]
+        return processor(value)
+
+    return process
 
 
 # Values that recur across rows (an episode's id in each of its rows, the clinical dates): their
