@@ -24,6 +24,7 @@ goes through the mapper, so a wrong key is named as such.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from datetime import date
@@ -148,6 +149,28 @@ def _decoder(transcoding: Any) -> Callable[[Any], Any]:
     if isinstance(transcoding, DateAsISO):
         return date.fromisoformat
     if isinstance(transcoding, DataclassAsDict) and not transcoding._tuple_fields:
-        cls = transcoding.type
-        return lambda fields: cls(**fields)
+        return _dataclass(transcoding.type)
     return transcoding.decode
+
+
+def _dataclass(cls: type) -> Callable[[dict[str, Any]], Any]:
+    """The value object from its stored fields.  Where ``__init__`` only assigns them (no
+    ``__post_init__``, no slots, every field an argument), the stored dict becomes the
+    instance's own, as ``__init__`` would have filled it: a frozen dataclass assigns each field
+    through ``object.__setattr__``, which made building an envelope three times the cost of
+    decoding it.  Fields missing or unknown (a payload written by another version) go through
+    ``__init__``, which fills the defaults or raises the usual error."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    if (hasattr(cls, "__post_init__") or hasattr(cls, "__slots__")
+            or any(not f.init for f in dataclasses.fields(cls))):
+        return lambda fields: cls(**fields)
+    new, assign = object.__new__, object.__setattr__
+
+    def build(fields: dict[str, Any]) -> Any:
+        if fields.keys() != names:
+            return cls(**fields)
+        obj = new(cls)
+        assign(obj, "__dict__", fields)
+        return obj
+
+    return build

@@ -4,6 +4,7 @@ what it cannot decode."""
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
 import pytest
@@ -12,7 +13,9 @@ from eventsourcing.persistence import StoredEvent
 from episodes import Episodes
 from episodes.demo import seed_demo
 from episodes.encryption import cipher_environment
-from projections.decoding import fast_event_decoder
+from episodes.values import Envelope
+from episodes.vocabulary import ActorRole
+from projections.decoding import fast_event_decoder, fast_mapper
 from tests.test_projection_processing import record_a_varied_history
 from tests.test_rebuild import KEY
 
@@ -57,4 +60,33 @@ def test_what_cannot_be_decoded_raises_the_mappers_own_error(app, clinician, clo
         app.mapper.to_domain_event(StoredEvent(event.originator_id, event.originator_version, event.topic, broken))
     with pytest.raises(type(expected.value)) as raised:
         fast_event_decoder(app.mapper)(event.topic, broken, event.originator_id, event.originator_version)
+    assert str(raised.value) == str(expected.value)
+
+
+def test_value_objects_decode_as_their_constructor_builds_them(app):
+    # The decoder builds a value object whose __init__ only assigns its fields from the stored
+    # fields directly; what it builds is what __init__ builds, and anything else goes through
+    # __init__: a missing field's default, an unknown field's error, a validating __post_init__.
+    fast = fast_mapper(app.mapper).transcoder
+    envelope = Envelope(actor_id="clin-ana", actor_role=ActorRole.CLINICIAN, command_id="c-1",
+                        correlation_id="c-1", reason="late entry", previous_hash="ab" * 32)
+    decoded = fast.decode(app.mapper.transcoder.encode(envelope))
+    assert decoded == envelope and hash(decoded) == hash(envelope) and vars(decoded) == vars(envelope)
+    assert decoded is not envelope and type(decoded) is Envelope
+
+    def stored(**fields) -> bytes:
+        return json.dumps({"_type_": "envelope", "_data_": fields}).encode()
+
+    given = {"actor_id": "a", "actor_role": {"_type_": "enum:ActorRole", "_data_": "admin"},
+             "command_id": "c", "correlation_id": "c"}
+    assert fast.decode(stored(**given)) == Envelope("a", ActorRole.ADMIN, "c", "c")  # defaults
+    with pytest.raises(TypeError, match="unexpected keyword argument 'signed_by'"):
+        fast.decode(stored(**given, signed_by="x"))
+    with pytest.raises(TypeError, match="unexpected keyword argument 'signed_by'"):
+        app.mapper.transcoder.decode(stored(**given, signed_by="x"))
+    level = b'{"_type_":"level_of_care","_data_":{"code":"9.9","edition":{"_type_":"enum:CriteriaEdition","_data_":"asam-4"}}}'
+    with pytest.raises(ValueError) as expected:
+        app.mapper.transcoder.decode(level)
+    with pytest.raises(ValueError) as raised:
+        fast.decode(level)
     assert str(raised.value) == str(expected.value)
