@@ -8,9 +8,10 @@ leaves, and an amendment is validated against the schema of the event it amends.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
-from marshmallow import ValidationError
+from marshmallow import Schema, ValidationError
 
 from episodes.episode import Episode
 from episodes.errors import InvalidCommand, ProgramNotFound
@@ -63,15 +64,20 @@ def _amend(lookup: ProgramLookup, episode: Episode, values: dict[str, Any]) -> d
     target = episode.facts.get(values["target_version"])
     if target is None:
         return values  # the episode reports which versions can be corrected
-    schema = SCHEMAS[target.step().command]()
     try:
-        changes = schema.load(values["changes"], partial=True)
+        changes = _schema(target.step().command).load(values["changes"], partial=True)
     except ValidationError as invalid:
         raise InvalidCommand(
             "amend_event", {f"changes.{k}": v for k, v in invalid.messages_dict.items()}
         ) from None
     values["changes"] = dict(changes)
     return values
+
+
+@cache
+def _schema(command: str) -> Schema:
+    """One schema per command (a schema keeps nothing of a load: one serves every thread)."""
+    return SCHEMAS[command]()
 
 
 _PREPARERS = {

@@ -7,17 +7,27 @@ typed values (``date``, enum members, :class:`LevelOfCare`), and returns typed v
 
 from __future__ import annotations
 
-import re
 from typing import Any, ClassVar
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from episodes.fields import (
+    Choice,
+    Date,
+    Key,
+    LevelOfCareField,
+    Mapping,
+    ObjectList,
+    OptionalText,
+    Text,
+    Uuid,
+    WholeNumber,
+)
 from episodes.pathway import PATHWAY, Step
 from episodes.values import CareTeamMember, Diagnosis
 from episodes.vocabulary import (
     AgeBand,
     AuthorizationUnit,
-    CriteriaEdition,
     DiagnosisCategory,
     DischargeType,
     Instrument,
@@ -29,70 +39,6 @@ from episodes.vocabulary import (
 )
 
 MAX_SESSION_MINUTES = 12 * 60  # no single service runs longer than a 12-hour day
-
-
-class Text(fields.String):
-    """A string with surrounding white space removed; empty means missing."""
-
-    def __init__(self, *, max_length: int = 200, **kwargs: Any):
-        kwargs.setdefault("validate", validate.Length(min=1, max=max_length))
-        super().__init__(**kwargs)
-
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
-        return super()._deserialize(value, attr, data, **kwargs).strip()
-
-
-class OptionalText(Text):
-    def __init__(self, **kwargs: Any):
-        kwargs.setdefault("load_default", None)
-        kwargs.setdefault("allow_none", True)
-        super().__init__(**kwargs)
-
-    def deserialize(self, value: Any, attr: Any = None, data: Any = None, **kwargs: Any) -> Any:
-        if isinstance(value, str) and not value.strip():
-            value = None  # an empty form field means "not given"
-        return super().deserialize(value, attr, data, **kwargs)
-
-
-class WholeNumber(fields.Integer):
-    """An integer, also from a form's text ("60"); never a rounded fraction or a boolean."""
-
-    def __init__(self, **kwargs: Any):
-        super().__init__(strict=True, **kwargs)
-
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> int:
-        if isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,9}\s*", value):
-            value = int(value)
-        return super()._deserialize(value, attr, data, **kwargs)
-
-
-def Choice(enum_class: type, **kwargs: Any) -> fields.Enum:  # noqa: N802 - reads as a field type
-    return fields.Enum(enum_class, by_value=True, **kwargs)
-
-
-class LevelOfCareField(fields.Field):
-    """An ASAM level: ``"2.1"`` (4th edition), ``"asam-3:2.1"``, ``{"code", "edition"}``."""
-
-    default_error_messages = {
-        "invalid": "Not a level of care: give an ASAM code such as 2.1, or edition:code "
-        "such as asam-3:2.5."
-    }
-
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> LevelOfCare:
-        if isinstance(value, LevelOfCare):
-            return value
-        try:
-            if isinstance(value, dict):
-                return LevelOfCare(str(value["code"]), CriteriaEdition(value.get("edition", "asam-4")))
-            if isinstance(value, str):
-                edition, _, code = value.strip().rpartition(":")
-                return LevelOfCare(code, CriteriaEdition(edition) if edition else CriteriaEdition.ASAM_4)
-        except (KeyError, ValueError) as e:
-            raise ValidationError(f"{self.error_messages['invalid']} ({e})") from e
-        raise self.make_error("invalid")
-
-    def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> Any:
-        return None if value is None else {"code": value.code, "edition": value.edition.value}
 
 
 class DiagnosisSchema(Schema):
@@ -107,20 +53,6 @@ class CareTeamMemberSchema(Schema):
     role = Text(required=True, max_length=64)
 
 
-class _ObjectList(fields.List):
-    """A list of nested schemas turned into value objects (and a tuple)."""
-
-    def __init__(self, schema: type[Schema], factory: type, **kwargs: Any):
-        self._factory = factory
-        if not kwargs.get("required"):
-            kwargs.setdefault("load_default", ())
-        super().__init__(fields.Nested(schema), **kwargs)
-
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> tuple[Any, ...]:
-        raw = [vars(v) if isinstance(v, self._factory) else v for v in value or ()]
-        return tuple(self._factory(**item) for item in super()._deserialize(raw, attr, data, **kwargs))
-
-
 class CommandSchema(Schema):
     """Fields every command has: who-independent parts of the envelope and the clinical date."""
 
@@ -130,7 +62,7 @@ class CommandSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    effective_date = fields.Date(required=True)
+    effective_date = Date(required=True)
     reason = OptionalText(max_length=2000)
     command_id = OptionalText(max_length=100)
     correlation_id = OptionalText(max_length=100)
@@ -148,7 +80,7 @@ class CommandSchema(Schema):
 class EpisodeCommandSchema(CommandSchema):
     """A command about an existing episode."""
 
-    episode_id = fields.UUID(required=True)
+    episode_id = Uuid(required=True)
 
 
 def _command(command: str) -> Any:
@@ -176,9 +108,9 @@ class ReferSchema(CommandSchema):
 @_command("complete_intake")
 class CompleteIntakeSchema(EpisodeCommandSchema):
     clinician = Text(required=True, max_length=64)
-    diagnoses = _ObjectList(DiagnosisSchema, Diagnosis, required=True, validate=validate.Length(min=1))
-    asam_ratings = fields.Dict(
-        keys=fields.String(validate=validate.OneOf(["1", "2", "3", "4", "5", "6"])),
+    diagnoses = ObjectList(DiagnosisSchema, Diagnosis, required=True, validate=validate.Length(min=1))
+    asam_ratings = Mapping(
+        keys=Key(validate=validate.OneOf(["1", "2", "3", "4", "5", "6"])),
         values=WholeNumber(validate=validate.Range(0, 4)),
         required=True,
         validate=validate.Length(equal=6, error="Rate all six ASAM dimensions (1-6), each 0-4."),
@@ -212,7 +144,7 @@ class AdmitSchema(EpisodeCommandSchema):
     format = Choice(ServiceFormat, load_default=None, allow_none=True)
     planned_days_per_week = WholeNumber(load_default=None, allow_none=True, validate=validate.Range(1, 7)
     )
-    care_team = _ObjectList(CareTeamMemberSchema, CareTeamMember)
+    care_team = ObjectList(CareTeamMemberSchema, CareTeamMember)
     payer = OptionalText(max_length=100)
 
 
@@ -258,9 +190,9 @@ class RecordAuthorizationSchema(EpisodeCommandSchema):
     payer = Text(required=True, max_length=100)
     unit = Choice(AuthorizationUnit, required=True)
     authorized = WholeNumber(required=True, validate=validate.Range(1, 1000))
-    start = fields.Date(required=True)
-    end = fields.Date(required=True)
-    next_review = fields.Date(load_default=None, allow_none=True)
+    start = Date(required=True)
+    end = Date(required=True)
+    next_review = Date(load_default=None, allow_none=True)
     reference = OptionalText(max_length=64)
 
     @validates_schema
@@ -278,7 +210,7 @@ class ChangeLevelOfCareSchema(EpisodeCommandSchema):
 
 @_command("place_on_hold")
 class PlaceOnHoldSchema(EpisodeCommandSchema):
-    expected_return = fields.Date(load_default=None, allow_none=True)
+    expected_return = Date(load_default=None, allow_none=True)
 
 
 @_command("resume")
@@ -290,13 +222,13 @@ class ResumeSchema(EpisodeCommandSchema):
 class DischargeSchema(EpisodeCommandSchema):
     discharge_type = Choice(DischargeType, required=True)
     aftercare_plan = OptionalText(max_length=2000)
-    follow_up_date = fields.Date(load_default=None, allow_none=True)
+    follow_up_date = Date(load_default=None, allow_none=True)
     referred_to = OptionalText(max_length=200)
 
 
 class _CorrectionSchema(EpisodeCommandSchema):
     # A correction is dated the day it is made unless told otherwise.
-    effective_date = fields.Date(load_default=None)
+    effective_date = Date(load_default=None)
 
 
 @_command("void_event")
