@@ -209,7 +209,8 @@ class ObjectList(Shortcut, fields.List):
 
     Each distinct item is loaded by its schema once (a migration's diagnoses repeat: F33.1,
     F10.20, ...): a load is a pure function of the item, and remembering it is worth the
-    whole nested schema's machinery."""
+    whole nested schema's machinery.  Every instance of a schema shares the memory of its
+    class's field (marshmallow copies a field shallowly for each instance)."""
 
     def __init__(self, schema: type[Schema], factory: type, **kwargs: Any):
         self._factory = factory
