@@ -44,7 +44,8 @@ MAX_SESSION_MINUTES = 12 * 60  # no single service runs longer than a 12-hour da
 class DiagnosisSchema(Schema):
     code = Text(required=True, max_length=20)
     category = Choice(DiagnosisCategory, required=True)
-    display = Text(load_default="", max_length=200)
+    # Optional: "" (the value object's own default) means no display text.
+    display = Text(load_default="", validate=validate.Length(max=200))
     system = Text(load_default="http://hl7.org/fhir/sid/icd-10-cm")
 
 

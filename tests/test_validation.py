@@ -167,3 +167,20 @@ def test_whole_numbers_may_come_as_form_text_but_never_rounded(app, clinician):
             )
         assert refused.value.errors == {"minutes": ["Not a valid integer."]}
     assert app.episode(episode).version == receipt.version
+
+
+def test_a_diagnosis_may_come_as_the_value_object_and_its_display_is_optional(app, clinician):
+    from episodes.values import Diagnosis
+    from episodes.vocabulary import DiagnosisCategory
+    from tests.pathways import complete_intake, refer
+
+    episode = refer(app, clinician, date(2026, 3, 2))
+    coded = Diagnosis("F33.1", DiagnosisCategory.MENTAL_HEALTH)  # display left at its default, ""
+    typed = {"code": "F10.20", "category": "substance-use", "display": "  "}  # a blank form field
+    complete_intake(app, episode, clinician, date(2026, 3, 3), diagnoses=[coded, typed])
+    intake = list(app.history(episode))[-1]
+    assert intake.diagnoses == (coded, Diagnosis("F10.20", DiagnosisCategory.SUBSTANCE_USE, ""))
+    with pytest.raises(InvalidCommand) as refused:
+        complete_intake(app, episode, clinician, date(2026, 3, 3),
+                        diagnoses=[{"code": "F33.1", "category": "mental-health", "display": "x" * 201}])
+    assert refused.value.errors["diagnoses"] == {0: {"display": ["Longer than maximum length 200."]}}
