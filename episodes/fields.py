@@ -21,7 +21,7 @@ from datetime import date
 from enum import Enum
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, missing, validate
+from marshmallow import Schema, ValidationError, fields, missing, utils, validate
 
 from episodes.vocabulary import CriteriaEdition, LevelOfCare
 
@@ -70,7 +70,8 @@ def _passes(validators: Iterable[Callable[[Any], Any]], value: Any) -> bool:
 
 
 class Text(Shortcut, fields.String):
-    """A string with surrounding white space removed; empty means missing."""
+    """A string with surrounding white space removed (blank is refused by the length rule;
+    ``OptionalText`` takes it as not given)."""
 
     def __init__(self, *, max_length: int = 200, **kwargs: Any):
         kwargs.setdefault("validate", validate.Length(min=1, max=max_length))
@@ -112,7 +113,7 @@ class WholeNumber(Shortcut, fields.Integer):
         return value if type(value) is int else STOCK
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> int:
-        if isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,9}\s*", value):
+        if isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]{1,9}\s*", value):  # ASCII digits only
             value = int(value)
         return super()._deserialize(value, attr, data, **kwargs)
 
@@ -196,7 +197,7 @@ class Mapping(Shortcut, fields.Dict):
         if type(value) is not dict or not isinstance(keys, Shortcut) or not isinstance(values, Shortcut):
             return STOCK
         result = {}
-        for key, item in value.items():  # marshmallow's order: a later duplicate key wins
+        for key, item in value.items():
             key, item = keys.checked(key, kwargs), values.checked(item, kwargs)
             if key is STOCK or item is STOCK:
                 return STOCK
@@ -210,27 +211,34 @@ class ObjectList(Shortcut, fields.List):
     Each distinct item is loaded by its schema once (a migration's diagnoses repeat: F33.1,
     F10.20, ...): a load is a pure function of the item, and remembering it is worth the
     whole nested schema's machinery.  Every instance of a schema shares the memory of its
-    class's field (marshmallow copies a field shallowly for each instance)."""
+    class's field (marshmallow copies a field shallowly for each instance), and an instance may
+    narrow the nested schema (``exclude=("diagnoses.display",)``, ``only``, ``dump_only``): a
+    load is a pure function of the item *and* the fields the nested schema loads, so both make
+    the key."""
 
     def __init__(self, schema: type[Schema], factory: type, **kwargs: Any):
         self._factory = factory
         if not kwargs.get("required"):
             kwargs.setdefault("load_default", ())
         super().__init__(fields.Nested(schema), **kwargs)
-        self.loaded: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self.loaded: dict[tuple[Any, ...], dict[str, Any]] = {}  # (nested fields, item) -> load
 
     def quick(self, value: Any, kwargs: dict[str, Any]) -> Any:
         if kwargs or type(value) not in (list, tuple):
             return STOCK  # a partial load (an amendment) goes marshmallow's way
+        nested = self.inner.schema  # type: ignore[attr-defined]
+        loads = (tuple(nested.load_fields), nested.unknown)
         try:
-            return tuple(self._factory(**self._load(item)) for item in value)
+            return tuple(self._factory(**self._load(item, loads)) for item in value)
         except Exception:  # noqa: BLE001 - marshmallow's own path raises what it raises
             return STOCK
 
-    def _load(self, item: Any) -> dict[str, Any]:
+    def _load(self, item: Any, loads: tuple[Any, ...]) -> dict[str, Any]:
         if isinstance(item, self._factory):
             item = vars(item)
         key = _memo_key(item)
+        if key is not None:
+            key = (loads, key)
         loaded = self.loaded.get(key) if key is not None else None
         if loaded is None:
             loaded = dict(self.inner.deserialize(item))
@@ -239,7 +247,9 @@ class ObjectList(Shortcut, fields.List):
         return loaded
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> tuple[Any, ...]:
-        raw = [vars(v) if isinstance(v, self._factory) else v for v in value or ()]
+        if not utils.is_collection(value):
+            raise self.make_error("invalid")  # "Not a valid list.", as marshmallow's own List
+        raw = [vars(v) if isinstance(v, self._factory) else v for v in value]
         return tuple(self._factory(**item) for item in super()._deserialize(raw, attr, data, **kwargs))
 
 

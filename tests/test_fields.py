@@ -220,3 +220,24 @@ def test_every_field_of_every_command_takes_tricky_values_as_marshmallows_own_pa
             assert fast == stock, (name, value)
             compared += 1
     assert compared == len(SCHEMA_FOR[command].fields) * len(TRICKY)
+
+
+@pytest.mark.parametrize("narrowed", [
+    {"exclude": ("diagnoses.display",)},
+    {"only": ("effective_date", "episode_id", "clinician", "asam_ratings", "recommended_level",
+              "diagnoses.code", "diagnoses.category")},
+    {"dump_only": ("diagnoses.display",)},
+])
+def test_a_remembered_diagnosis_is_not_given_to_a_schema_that_loads_other_fields(narrowed):
+    """The memory is shared by every instance of the schema: an instance whose nested schema
+    loads other fields gets marshmallow's own answer, not the one remembered for the plain one."""
+    intake = next(about_an_episode(command, data) for command, data in DEMO_COMMANDS
+                  if command == "complete_intake")
+    intake["diagnoses"] = [{"code": "F33.1", "category": "mental-health", "display": "Major depression"}]
+    plain = SCHEMAS["complete_intake"]()
+    assert outcome(plain, intake)[0] == "loaded"  # remembered
+    narrow = SCHEMAS["complete_intake"](**narrowed)
+    fast, stock = both_ways(narrow, intake)
+    assert fast == stock and fast[0] == "invalid"
+    assert fast[1]["diagnoses"] == {0: {"display": ["Unknown field."]}}
+    assert outcome(plain, intake)[0] == "loaded"  # and the plain one still loads it

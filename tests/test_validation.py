@@ -184,3 +184,26 @@ def test_a_diagnosis_may_come_as_the_value_object_and_its_display_is_optional(ap
         complete_intake(app, episode, clinician, date(2026, 3, 3),
                         diagnoses=[{"code": "F33.1", "category": "mental-health", "display": "x" * 201}])
     assert refused.value.errors["diagnoses"] == {0: {"display": ["Longer than maximum length 200."]}}
+
+
+@pytest.mark.parametrize("given", [5, 0, False, "", "ab", {}, {"code": "F33.1", "category": "mental-health"}])
+def test_a_list_of_diagnoses_or_care_team_members_must_be_a_list(app, clinician, given):
+    from tests.pathways import complete_intake, refer
+
+    episode = refer(app, clinician, date(2026, 3, 2))
+    with pytest.raises(InvalidCommand) as refused:
+        complete_intake(app, episode, clinician, date(2026, 3, 3), diagnoses=given)
+    assert refused.value.errors["diagnoses"] == ["Not a valid list."]
+    with pytest.raises(InvalidCommand) as refused:
+        app.admit(episode, clinician, effective_date="2026-03-04", program_code="iop-adult",
+                  clinic="north", care_team=given)
+    assert refused.value.errors["care_team"] == ["Not a valid list."]
+    assert event_count(app, episode) == 1
+
+
+def test_whole_numbers_from_text_are_ascii_digits(app, clinician):
+    episode = admitted_episode(app, clinician, date(2026, 3, 2))
+    with pytest.raises(InvalidCommand) as refused:
+        app.record_attendance(episode, clinician, effective_date="2026-03-05", kind="group",
+                              minutes=" \u0664\u0665 ", format="in-person")  # Arabic-Indic 45
+    assert refused.value.errors["minutes"] == ["Not a valid integer."]
