@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterable
-from datetime import date
+from collections import abc
+from collections.abc import Callable, Container, Iterable
+from datetime import date, datetime
 from enum import Enum
 from typing import Any
 
@@ -27,7 +28,9 @@ from episodes.vocabulary import CriteriaEdition, LevelOfCare
 
 STOCK: Any = object()  # "no shortcut for this value": marshmallow's own path
 MEMO_ENTRIES = 10_000  # per field: then nothing more is remembered (inputs are few and repeat)
-MEMO_SCALARS = frozenset({str, int, float, bool, type(None), date})
+# Input values whose equality means "the same input": hashable, immutable, and compared with
+# their type (so 1, 1.0 and True, which are equal in Python, are different keys).
+SCALARS = frozenset({str, int, float, bool, type(None), date, datetime, uuid.UUID})
 
 
 class Shortcut(fields.Field):
@@ -236,7 +239,7 @@ class ObjectList(Shortcut, fields.List):
     def _load(self, item: Any, loads: tuple[Any, ...]) -> dict[str, Any]:
         if isinstance(item, self._factory):
             item = vars(item)
-        key = _memo_key(item)
+        key = plain_key(item) if type(item) is dict else None
         if key is not None:
             key = (loads, key)
         loaded = self.loaded.get(key) if key is not None else None
@@ -253,15 +256,15 @@ class ObjectList(Shortcut, fields.List):
         return tuple(self._factory(**item) for item in super()._deserialize(raw, attr, data, **kwargs))
 
 
-def _memo_key(item: Any) -> tuple[Any, ...] | None:
-    """The item as a key (each value with its type: 1, 1.0 and True differ), or None when it is
-    not a dict of plain values."""
-    if type(item) is not dict:
-        return None
+def plain_key(data: abc.Mapping[str, Any], skip: Container[str] = ()) -> tuple[Any, ...] | None:
+    """``data`` as a key, without the names in ``skip`` (each value with its type), or None
+    when a value is not a plain scalar (``SCALARS``, or an enum member)."""
     key = []
-    for name, value in item.items():
+    for name, value in data.items():
+        if name in skip:
+            continue
         kind = type(value)
-        if kind not in MEMO_SCALARS and not isinstance(value, Enum):
+        if kind not in SCALARS and not isinstance(value, Enum):
             return None
         key.append((name, kind, value))
     return tuple(key)

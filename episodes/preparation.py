@@ -8,15 +8,14 @@ leaves, and an amendment is validated against the schema of the event it amends.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import cache
 from typing import Any
 
-from marshmallow import Schema, ValidationError
+from marshmallow import ValidationError
 
+from episodes.command_input import schema_for
 from episodes.episode import Episode
 from episodes.errors import InvalidCommand, ProgramNotFound
 from episodes.program import ProgramDefinition
-from episodes.schemas import SCHEMAS
 from episodes.vocabulary import LevelChangeKind
 
 # A program's definition by its code (ProgramNotFound if there is none): the command's own
@@ -65,19 +64,13 @@ def _amend(lookup: ProgramLookup, episode: Episode, values: dict[str, Any]) -> d
     if target is None:
         return values  # the episode reports which versions can be corrected
     try:
-        changes = _schema(target.step().command).load(values["changes"], partial=True)
+        changes = schema_for(target.step().command).load(values["changes"], partial=True)
     except ValidationError as invalid:
         raise InvalidCommand(
             "amend_event", {f"changes.{k}": v for k, v in invalid.messages_dict.items()}
         ) from None
     values["changes"] = dict(changes)
     return values
-
-
-@cache
-def _schema(command: str) -> Schema:
-    """One schema per command (a schema keeps nothing of a load: one serves every thread)."""
-    return SCHEMAS[command]()
 
 
 _PREPARERS = {

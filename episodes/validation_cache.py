@@ -12,21 +12,16 @@ field's error at once: errors are never remembered, only successful loads.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime
-from enum import Enum
 from typing import Any
-from uuid import UUID
 
 from marshmallow import ValidationError, missing
 
+from episodes.fields import plain_key
 from episodes.schemas import CommandSchema, EpisodeCommandSchema
 
 # Identifiers, different in every command or episode: validated on every load by their own
 # field, never part of the key.  None of them is read by a schema-level validator.
 UNIQUE_FIELDS = ("command_id", "correlation_id", "patient_ref")
-# Input values whose equality means "the same input": hashable, immutable, and compared with
-# their type (so 1, 1.0 and True, which are equal in Python, are different keys).
-SCALARS = frozenset({str, int, float, bool, type(None), date, datetime, UUID})
 MAX_ENTRIES = 100_000  # per schema; then the memory starts again from empty
 
 
@@ -43,7 +38,7 @@ class CachedLoader:
 
     def load(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """The typed values, as ``dict(schema.load(data))``; raises ``ValidationError``."""
-        key = _key(data, self.unique)
+        key = plain_key(data, self.unique)
         known = self.results.get(key) if key is not None else None
         if known is None:
             values = dict(self.schema.load(data))
@@ -63,16 +58,3 @@ class CachedLoader:
         if errors:
             raise ValidationError(errors)
         return values
-
-
-def _key(data: Mapping[str, Any], unique: Mapping[str, Any]) -> tuple[Any, ...] | None:
-    """The input without its unique fields, or None when a value is not a plain scalar."""
-    key = []
-    for name, value in data.items():
-        if name in unique:
-            continue
-        kind = type(value)
-        if kind not in SCALARS and not isinstance(value, Enum):
-            return None
-        key.append((name, kind, value))
-    return tuple(key)
