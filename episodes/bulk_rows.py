@@ -17,10 +17,10 @@ from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
-from sqlalchemy import Connection, Table, insert
+from sqlalchemy import Connection, Dialect, Table, insert
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.sql import sqltypes
 
@@ -33,20 +33,37 @@ class BulkInserter:
     def insert(self, connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
         """Insert ``rows`` (dicts with the same keys: the columns given) in ``connection``'s
         transaction."""
+        self.write(connection, self.prepare(connection.dialect, rows))
+
+    def prepare(self, dialect: Dialect, rows: Sequence[dict[str, Any]]) -> PreparedRows | None:
+        """``rows`` as the driver will take them (every value through its column type's bind
+        processor), for :meth:`write`: work that needs no transaction, done before one is
+        started (a SQLite writer holds the database's one write lock for the transaction's
+        length).  None for no rows."""
         if not rows:
-            return
+            return None
         keys = tuple(rows[0])
-        plan = self._plans.get((connection.dialect.name, keys))
+        plan = self._plans.get((dialect.name, keys))
         if plan is None:
-            plan = self._plans[(connection.dialect.name, keys)] = _Plan(self.table, keys, connection)
-        plan.run(connection, rows)
+            plan = self._plans[(dialect.name, keys)] = _Plan(self.table, keys, dialect)
+        return PreparedRows(plan, plan.values(rows))
+
+    def write(self, connection: Connection, prepared: PreparedRows | None) -> None:
+        """Insert rows :meth:`prepare` gave (for this connection's dialect) in ``connection``'s
+        transaction."""
+        if prepared is not None:
+            prepared.plan.run(connection, prepared.values)
+
+
+class PreparedRows(NamedTuple):
+    plan: _Plan
+    values: list[tuple[Any, ...]]
 
 
 class _Plan:
     """How rows with a given set of keys are written on one dialect."""
 
-    def __init__(self, table: Table, keys: tuple[str, ...], connection: Connection):
-        dialect = connection.dialect
+    def __init__(self, table: Table, keys: tuple[str, ...], dialect: Dialect):
         self.copy = dialect.name == "postgresql" and dialect.driver == "psycopg"
         self.copy_types: list[str] | None = None  # binary COPY: each column's PostgreSQL type
         if self.copy:
@@ -90,8 +107,8 @@ class _Plan:
             columns[index] = map(processor, columns[index])
         return list(zip(*columns))
 
-    def run(self, connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
-        values = self.values(rows)
+    def run(self, connection: Connection, values: list[tuple[Any, ...]]) -> None:
+        """Send rows :meth:`values` gave."""
         if self.copy:
             cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             try:

@@ -17,9 +17,10 @@ caller's ``progress`` raises, every worker is stopped and the failure raised, so
 ends without moving the position or removing its marker.  No worker outlives :func:`run_pass`;
 workers ignore Ctrl-C (the rebuilding process gets it and stops them).
 
-On SQLite the processes' write transactions queue on the database's one write lock (each page
-is a short transaction started with ``BEGIN IMMEDIATE``, waiting up to the busy timeout); on
-PostgreSQL each process's ``COPY`` runs on its own connection into the same tables.
+On SQLite the processes' write transactions take turns at the database's one write lock (each
+page is a short transaction started with ``BEGIN IMMEDIATE``), queued on a lock of the
+rebuild's own that wakes the next one at once; on PostgreSQL each process's ``COPY`` runs on
+its own connection into the same tables.
 """
 
 from __future__ import annotations
@@ -73,8 +74,12 @@ def run_pass(app: Episodes, snapshot: int, processes: int, *, page_events: int,
     ctx = context(app.recorder.datastore.engine)  # idle connections closed: none is copied
     tasks: Any = ctx.Queue()
     reports: Any = ctx.Queue()
+    # The passes' turns at SQLite's one write lock (StreamPass._turn); PostgreSQL's COPYs run
+    # side by side.
+    write_lock = ctx.Lock() if app.recorder.datastore.engine.dialect.name == "sqlite" else None
     workers = [
-        ctx.Process(target=_worker, args=(StoreSpec.of(app), snapshot, page_events, tasks, reports),
+        ctx.Process(target=_worker, args=(StoreSpec.of(app), snapshot, page_events, tasks, reports,
+                                          write_lock),
                     name=f"care-episodes-rebuild-{n}", daemon=True)
         for n in range(1, processes)
     ]
@@ -88,7 +93,7 @@ def run_pass(app: Episodes, snapshot: int, processes: int, *, page_events: int,
             tasks.put(id_range)
         for _ in range(processes):
             tasks.put(None)  # after every range, one "no more ranges" for each process to take
-        own = StreamPass(app, snapshot, page_events=page_events)
+        own = StreamPass(app, snapshot, page_events=page_events, write_lock=write_lock)
         with fewer_collections():
             while (id_range := _next_range(tasks, watch)) is not None:
                 own.run(*id_range, progress=watch.own_page)
@@ -180,7 +185,8 @@ def _stop(workers: list[BaseProcess]) -> None:
             worker.join()
 
 
-def _worker(spec: StoreSpec, snapshot: int, page_events: int, tasks: Any, reports: Any) -> None:
+def _worker(spec: StoreSpec, snapshot: int, page_events: int, tasks: Any, reports: Any,
+            write_lock: Any) -> None:
     """A worker process: the ranges it takes, a pass each, then its peak memory."""
     forget_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -201,7 +207,7 @@ def _worker(spec: StoreSpec, snapshot: int, page_events: int, tasks: Any, report
     try:
         app = spec.open()
         try:
-            stream_pass = StreamPass(app, snapshot, page_events=page_events)
+            stream_pass = StreamPass(app, snapshot, page_events=page_events, write_lock=write_lock)
             with fewer_collections():
                 while (id_range := tasks.get()) is not None:
                     still_wanted()

@@ -205,7 +205,7 @@ def test_a_worker_stops_once_the_rebuilding_process_is_gone(sqlite_url, clock, c
         tasks.put(id_range)
     tasks.put(None)
     with pytest.raises(SystemExit):
-        rebuild_workers._worker(spec, snapshot, 3, tasks, reports)
+        rebuild_workers._worker(spec, snapshot, 3, tasks, reports, None)
     told = [reports.get_nowait() for _ in range(reports.qsize())]
     # Check it wrote no page and said why it stopped.
     assert [kind for kind, _ in told] == ["failed"]

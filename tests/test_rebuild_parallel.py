@@ -205,3 +205,87 @@ def test_the_rebuild_command_takes_a_number_of_processes(tmp_path):
     assert runner.invoke(full_cli, ["--db", url, "list", "--page-size", "100"]).stdout == before
     refused = runner.invoke(full_cli, ["--db", url, "rebuild", "--workers", "-1"])
     assert refused.exit_code != 0
+
+
+class RecordingLock:
+    """A lock that says whether it is held, and how often it was taken."""
+
+    def __init__(self, free: bool = True):
+        self.free = free
+        self.held = False
+        self.taken = self.released = 0
+
+    def acquire(self, timeout: float) -> bool:
+        assert timeout > 0  # never an unbounded wait on a lock its holder may never release
+        if not self.free:
+            return False
+        self.held, self.taken = True, self.taken + 1
+        return True
+
+    def release(self) -> None:
+        assert self.held
+        self.held, self.released = False, self.released + 1
+
+
+def test_on_sqlite_the_passes_write_only_in_their_turn(sqlite_url, clock, clinician, monkeypatch):
+    from episodes.bulk_rows import BulkInserter
+    from projections.stream_pass import StreamPass
+
+    app = ProjectedEpisodes(sqlite_url, clock=clock)
+    try:
+        seed_demo(app, episodes=12, seed=4, today=date(2026, 5, 30))
+        inline = dump(app)
+        lock, writes = RecordingLock(), []
+        write = BulkInserter.write
+
+        def write_in_turn(self, connection, prepared):
+            writes.append(lock.held)
+            write(self, connection, prepared)
+
+        monkeypatch.setattr(BulkInserter, "write", write_in_turn)
+        Projector(app).drop_tables()
+        Projector(app).create_tables()
+        assert StreamPass(app, events_in(app), page_events=50, write_lock=lock).run() == events_in(app)
+        # Check every table's rows were written holding the lock, a turn a page of streams.
+        assert writes and all(writes)
+        assert lock.taken == lock.released > 1 and not lock.held
+        assert dump(app) == inline
+    finally:
+        app.close()
+
+
+def test_a_pass_whose_turn_does_not_come_goes_on_to_sqlites_own_lock(sqlite_url, clock, monkeypatch):
+    from projections import stream_pass
+
+    app = ProjectedEpisodes(sqlite_url, clock=clock)
+    try:
+        seed_demo(app, episodes=5, seed=4, today=date(2026, 5, 30))
+        inline = dump(app)
+        lock = RecordingLock(free=False)  # its holder is gone without releasing it
+        monkeypatch.setattr(stream_pass, "TURN_SECONDS", 0.01)
+        Projector(app).drop_tables()
+        Projector(app).create_tables()
+        assert stream_pass.StreamPass(app, events_in(app), write_lock=lock).run() == events_in(app)
+        # Check the rows were written all the same, and no turn was released that was not taken.
+        assert dump(app) == inline and lock.released == 0
+    finally:
+        app.close()
+
+
+def test_the_rebuilding_process_and_its_workers_share_one_write_lock_on_sqlite_only(
+        any_projected, clock, monkeypatch):
+    from projections import stream_pass
+
+    seed_demo(any_projected, episodes=8, seed=4, today=date(2026, 5, 30))
+    locks = []
+    init = stream_pass.StreamPass.__init__
+
+    def recording(self, *args, **kwargs):
+        locks.append(kwargs.get("write_lock"))
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(stream_pass.StreamPass, "__init__", recording)
+    assert rebuild(any_projected, workers=2) == events_in(any_projected)
+    sqlite = any_projected.recorder.datastore.engine.dialect.name == "sqlite"
+    # (Only this process's pass is seen here; the workers are given the same lock.)
+    assert len(locks) == 1 and (locks[0] is not None) == sqlite
