@@ -164,18 +164,19 @@ def fact_rows(episode_id: UUID, facts: Iterable[EpisodeEvent]) -> dict[str, list
 
 
 def _session_row(episode_id: UUID, fact: EpisodeEvent) -> dict[str, Any]:
-    iso = fact.effective_date.isocalendar()
+    day = fact.effective_date
+    iso_year, iso_week, _ = day.isocalendar()
     if isinstance(fact, SessionAttended):
-        outcome = "attended"
+        outcome, service_format = "attended", fact.format._value_  # (.value without its descriptor call)
     elif isinstance(fact, SessionMissed):
-        outcome = "excused" if fact.excused else "missed"
+        outcome, service_format = "excused" if fact.excused else "missed", None
     else:
-        outcome = "cancelled"
+        outcome, service_format = "cancelled", None
     return {
         "episode_id": episode_id, "version": fact.originator_version,
-        "session_date": fact.effective_date, "iso_year": iso.year, "iso_week": iso.week,
-        "kind": fact.kind.value, "outcome": outcome, "minutes": fact.minutes,  # type: ignore[attr-defined]
-        "format": getattr(fact, "format", None) and fact.format.value,  # type: ignore[attr-defined]
+        "session_date": day, "iso_year": iso_year, "iso_week": iso_week,
+        "kind": fact.kind._value_, "outcome": outcome, "minutes": fact.minutes,  # type: ignore[attr-defined]
+        "format": service_format,
         "topic": getattr(fact, "topic", None), "facilitator": getattr(fact, "facilitator", None),
     }
 
@@ -267,28 +268,47 @@ def audit_row(position: int, event: Any, patient_ref: str | None, target_type: s
 
     ``target_type`` is the event type a correction targets (its data category is the target's).
     """
-    event_type = type(event).__name__
+    cls = type(event)
+    try:
+        event_type, action, aggregate, category = _CLASS_COLUMNS[cls]
+    except KeyError:
+        event_type, action, aggregate, category = _CLASS_COLUMNS.setdefault(cls, _class_columns(cls))
+    if target_type:
+        category = DATA_CATEGORIES.get(target_type, "episode-status")
     envelope = event.envelope
-    is_program = isinstance(event, (Program.Defined, Program.Revised))
-    correction_target = getattr(event, "target_version", None)
+    version = event.originator_version
     return {
         "position": position,
         "recorded_at": event.timestamp,
         "effective_date": getattr(event, "effective_date", None),
         "actor_id": envelope.actor_id,
-        "actor_role": envelope.actor_role.value,
-        "action": ACTIONS.get(event_type, "create"),  # every new fact creates information
+        "actor_role": envelope.actor_role._value_,
+        "action": action,
         "event_type": event_type,
-        "aggregate": "program" if is_program else "episode",
+        "aggregate": aggregate,
         "aggregate_id": event.originator_id,
-        "version": event.originator_version,
+        "version": version,
         "patient_ref": patient_ref,
-        "data_category": DATA_CATEGORIES.get(target_type or event_type, "episode-status"),
+        "data_category": category,
         "reason": envelope.reason,
         "correlation_id": envelope.correlation_id,
         "command_id": envelope.command_id,
-        "prior_version": correction_target or (event.originator_version - 1 or None),
+        "prior_version": getattr(event, "target_version", None) or (version - 1 or None),
     }
+
+
+# The audit columns an event's class decides (a rebuild writes one row per event: looked up
+# once a class): event type, action, aggregate, data category.
+_CLASS_COLUMNS: dict[type, tuple[str, str, str, str]] = {}
+
+
+def _class_columns(cls: type) -> tuple[str, str, str, str]:
+    event_type = cls.__name__
+    is_program = issubclass(cls, (Program.Defined, Program.Revised))
+    return (event_type,
+            ACTIONS.get(event_type, "create"),  # every new fact creates information
+            "program" if is_program else "episode",
+            DATA_CATEGORIES.get(event_type, "episode-status"))
 
 
 class PeriodTimeline:
@@ -309,16 +329,17 @@ class PeriodTimeline:
             self._periods = [list(p) for p in periods(episode)]
             return
         state = episode.state
+        status = state.status._value_  # .value, without the enum's descriptor call
         level = state.level_of_care
         result = self._periods
         if result:
             last = result[-1]
-            if (last[0] == state.status.value and last[1] == (level.code if level else None)
+            if (last[0] == status and last[1] == (level.code if level else None)
                     and last[2] == state.tapering and last[3] == state.program_code
                     and last[4] == state.clinic):
                 return  # the same period goes on
             last[6] = event.effective_date
-        result.append([state.status.value, level.code if level else None, state.tapering,
+        result.append([status, level.code if level else None, state.tapering,
                        state.program_code, state.clinic, event.effective_date, None])
 
     def current(self) -> list[tuple[Any, ...]]:
