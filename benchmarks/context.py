@@ -21,7 +21,9 @@ class Sizes:
     memory_small: int = 200  # episodes in the small database of the memory comparison
     writers: int = 8  # concurrent writer processes (PostgreSQL)
     writer_commands: int = 100  # commands per writer
-    raw_seconds: float = 5.0  # how long each raw single-row insert limit runs
+    # How long the concurrent writers' raw limit runs (and the commands' limit, when too few
+    # commands to interleave it with: benchmarks.commands).
+    raw_seconds: float = 5.0
     workers: int | None = None  # worker processes of the import and the rebuild (None: the library's choice)
 
     @classmethod

@@ -60,20 +60,45 @@ def _insert(raw: Raw, rows: int = 1) -> str:
 
 def single_row_transactions(raw: Raw, payloads: Sequence[Payload], seconds: float) -> float:
     """Transactions per second, each ``BEGIN``; one ``INSERT``; ``COMMIT``, for ``seconds``."""
-    statement = _insert(raw)
-    connection = raw.connection
-    done = 0
-    start = time.perf_counter()
-    deadline = start + seconds
-    while True:
-        topic, state = payloads[done % len(payloads)]
-        connection.execute("BEGIN")
-        connection.execute(statement, (raw.stream_id(uuid4()), 1, topic, state))
-        connection.execute("COMMIT")
-        done += 1
-        if done % 10 == 0 and time.perf_counter() >= deadline:
-            break
-    return done / (time.perf_counter() - start)
+    limit = SingleRowTransactions(raw, payloads)
+    limit.run(seconds)
+    return limit.rate
+
+
+class SingleRowTransactions:
+    """The single-row transactions' limit measured a slice at a time, so that it can run
+    between the library's commands (``benchmarks.commands``): the transactions and their
+    seconds add up over every slice."""
+
+    def __init__(self, raw: Raw, payloads: Sequence[Payload]):
+        self.raw = raw
+        self.payloads = payloads
+        self.statement = _insert(raw)
+        self.done = 0
+        self.seconds = 0.0
+
+    def run(self, seconds: float) -> None:
+        """Transactions for about ``seconds`` (the clock is read at every tenth, as
+        :func:`single_row_transactions` always did; the seconds counted are the slice's own)."""
+        raw, payloads, connection, statement = self.raw, self.payloads, self.raw.connection, self.statement
+        clock = time.perf_counter
+        start = clock()
+        deadline = start + seconds
+        done = self.done
+        while True:
+            topic, state = payloads[done % len(payloads)]
+            connection.execute("BEGIN")
+            connection.execute(statement, (raw.stream_id(uuid4()), 1, topic, state))
+            connection.execute("COMMIT")
+            done += 1
+            if done % 10 == 0 and clock() >= deadline:  # (the clock read once in 10, as before)
+                break
+        self.done = done
+        self.seconds += clock() - start
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.seconds if self.seconds else 0.0
 
 
 def multi_row_inserts(raw: Raw, payloads: Sequence[Payload], rows: int) -> float:
@@ -103,6 +128,13 @@ def scan_and_decode(url: str, min_seconds: float = 0.5) -> tuple[float, int]:
     """Events per second reading every payload of the event store and decoding its JSON
     (repeated until ``min_seconds`` have passed, so a small table still gives a steady rate);
     and how many events one scan read."""
+    decoded, seconds, per_scan = scans_and_decodes(url, min_seconds)
+    return decoded / seconds, per_scan
+
+
+def scans_and_decodes(url: str, min_seconds: float = 0.5) -> tuple[int, float, int]:
+    """:func:`scan_and_decode`'s counts: events decoded in all, the seconds it took, and how
+    many events one scan read."""
     raw = raw_connect(url)
     statement = raw.sql(f"SELECT state FROM {EVENTS_TABLE} ORDER BY id")
     decoded = scans = per_scan = 0
@@ -117,7 +149,7 @@ def scan_and_decode(url: str, min_seconds: float = 0.5) -> tuple[float, int]:
             scans += 1
     finally:
         raw.close()
-    return decoded / (time.perf_counter() - start), per_scan
+    return decoded, time.perf_counter() - start, per_scan
 
 
 def query_latencies(raw: Raw, statement: str, params: Sequence[Any], repeats: int,

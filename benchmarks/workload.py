@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -38,18 +38,23 @@ def bench_clock() -> FixedClock:
 class Timed:
     """An application whose ``execute`` calls are counted and timed; all else passes through."""
 
-    def __init__(self, app: Episodes):
+    def __init__(self, app: Episodes, between: Callable[[float], None] | None = None):
+        """``between``: called after each command, untimed, with the seconds it took."""
         self.app = app
         self.seconds = 0.0
         self.commands = 0
+        self.between = between
 
     def execute(self, command: str, data: Any, actor: Actor) -> Any:
         start = time.perf_counter()
         try:
             return self.app.execute(command, data, actor)
         finally:
-            self.seconds += time.perf_counter() - start
+            took = time.perf_counter() - start
+            self.seconds += took
             self.commands += 1
+            if self.between is not None:
+                self.between(took)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.app, name)
@@ -70,9 +75,11 @@ class Seeded:
         return self.commands / self.seconds
 
 
-def seed(app: Episodes, episodes: int, seed: int = HISTORY_SEED) -> Seeded:
-    """Record ``episodes`` demo episodes through ``app.execute``, timing the commands."""
-    timed = Timed(app)
+def seed(app: Episodes, episodes: int, seed: int = HISTORY_SEED,
+         between: Callable[[float], None] | None = None) -> Seeded:
+    """Record ``episodes`` demo episodes through ``app.execute``, timing the commands
+    (``between``: as :class:`Timed`'s)."""
+    timed = Timed(app, between)
     summary = seed_demo(timed, episodes=episodes, seed=seed, today=NOW.date())  # type: ignore[arg-type]
     return Seeded(summary.episode_ids, timed.commands, timed.seconds)
 
