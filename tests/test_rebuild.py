@@ -15,7 +15,7 @@ from episodes.demo import seed_demo
 from episodes.encryption import cipher_environment
 from projections import ProjectedEpisodes, Projector, derive, tables
 from projections.dump import canonical_dump
-from projections.rebuild import REBUILDING, interrupted, rebuild
+from projections.rebuild import REBUILDING, Rebuild, interrupted, rebuild
 from tests.pathways import admitted_episode, attend
 from tests.test_projection_processing import record_a_varied_history
 
@@ -269,14 +269,18 @@ def test_the_commands_after_an_interrupted_rebuild(tmp_path, monkeypatch):
     assert runner.invoke(full_cli, ["--db", url, "lag"]).output.strip() == "0"
 
 
+@pytest.mark.parametrize("workers", [1, 2])  # 2: indexes built and tables vacuumed side by side
 def test_on_postgresql_a_rebuild_leaves_the_read_models_vacuumed_and_analysed(postgres_url, clock,
-                                                                              clinician):
+                                                                              clinician, workers):
     # Freshly loaded rows have no statistics and no visibility map until autovacuum gets to
     # them (never, where it is off): the planner guesses, and counts read every row.
     app = ProjectedEpisodes(postgres_url, clock=clock)
     try:
         record_a_varied_history(app, clinician, clock)
-        rebuild(app)
+        job = Rebuild(app, workers=workers)
+        job.run()
+        assert job.processes_used == workers
+        assert indexes(app) == {index.name for t in tables.READ_MODELS for index in t.indexes}
         with app.recorder.datastore.engine.connect() as connection:
             stats = {name: connection.exec_driver_sql(
                 "SELECT reltuples, relpages, relallvisible FROM pg_class WHERE oid = %(name)s::regclass",
