@@ -227,3 +227,17 @@ def test_pages_are_timed_on_an_existing_database_with_their_statements(tmp_path,
         assert all(sql.startswith(("SELECT", "INSERT", "WITH")) for _, sql in listed)
         times = [float(ms) for ms, _ in listed]
         assert times == sorted(times, reverse=True)
+
+
+def test_the_drift_compares_neighbouring_chunks_and_distant_ones():
+    # A machine that ran the loop in 10 ms for a while, then in 20 ms.
+    found = machine.drift_of([0.010] * 30 + [0.020] * 30)
+    assert (found["chunks"], found["fastest_ms"], found["slowest_ms"]) == (60, 10.0, 20.0)
+    # Check neighbours are equal but for the one step, while chunks far apart differ by it.
+    assert found["near_p10"] == found["near_p90"] == 1.0
+    assert found["far_p90"] == 2.0
+
+
+def test_the_drift_measures_chunks_for_the_time_given():
+    found = machine.drift(seconds=0.05, chunk_iterations=1_000)
+    assert found["chunks"] >= 4 and 0 < found["fastest_ms"] <= found["slowest_ms"]
