@@ -9,11 +9,20 @@ core) while the importing process writes.  The figure is the whole call, from th
 the last commit, worker start-up included.
 
 Limit: raw multi-row INSERTs of the same payloads in large transactions.
+
+The limit runs half before the import and half after it, into the same table, and is their
+total rows over their total seconds: the import runs once, so the limit cannot be interleaved
+with it as the commands' is, but it is measured on both sides of it (these machines' speed
+drifts within seconds: docs/performance.md).  Its payloads are the events of the first
+:data:`PAYLOAD_HISTORIES` histories, imported into a throwaway SQLite file first (the stored
+bytes do not depend on the backend).
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
+from typing import Any
 
 from benchmarks import raw, workload
 from benchmarks.context import Context
@@ -25,15 +34,47 @@ MAX_RAW_ROWS = 50_000
 IMPORT_ACTOR = Actor("migration-bench", ActorRole.SYSTEM)
 
 
+PAYLOAD_HISTORIES = 30  # ~650 events: the limit's payloads are the last 500 of them
+
+
 def run(ctx: Context) -> None:
     ctx.main_url = ctx.backend.fresh("main")
+    histories = workload.histories(ctx.sizes.episodes)
+    lengths = {episode_id_for(h.commands[0].data["command_id"]): len(h.commands) for h in histories}
+    expected = sum(lengths.values())
+    rows = min(MAX_RAW_ROWS, max(MIN_RAW_ROWS, expected))
+    connection = ctx.backend.raw_scratch()  # (on PostgreSQL in the main database: created after it)
+    try:
+        raw.create_raw_table(connection)
+        payloads = import_payloads(histories)
+        before = raw.multi_row_seconds(connection, payloads, rows // 2)
+        summary, seconds = _import(ctx, histories, lengths, expected)
+        after = raw.multi_row_seconds(connection, payloads, rows - rows // 2)
+        raw.drop_raw_table(connection)
+    finally:
+        connection.close()
+    ctx.note("import_limit_rows_per_s_before_after", [round(rows // 2 / before), round((rows - rows // 2) / after)])
+    ctx.emit("bulk_import", summary.events / seconds, "events/s", rows / (before + after))
+
+
+def import_payloads(histories: list[Any]) -> list[raw.Payload]:
+    """Stored events of the first histories, as the import stores them."""
+    with tempfile.TemporaryDirectory(prefix="care-episodes-payloads-") as directory:
+        url = f"sqlite:///{directory}/payloads.db"
+        app = Episodes(url, clock=workload.bench_clock())
+        try:
+            workload.define_programs(app)
+            import_episodes(app, histories[:PAYLOAD_HISTORIES], actor=IMPORT_ACTOR, workers=0)
+        finally:
+            app.close()
+        return raw.sample_payloads(url)
+
+
+def _import(ctx: Context, histories: list[Any], lengths: dict[Any, int], expected: int) -> tuple[Any, float]:
+    """The import the figure times, and the long episode after it; (its summary, seconds)."""
     app = Episodes(ctx.main_url, clock=workload.bench_clock())
     try:
-        histories = workload.histories(ctx.sizes.episodes)
         workload.define_programs(app)
-        lengths = {episode_id_for(h.commands[0].data["command_id"]): len(h.commands)
-                   for h in histories}
-        expected = sum(lengths.values())
         ctx.log(f"importing {len(histories)} historical episodes, {expected} events "
                 "(episodes.importing.import_episodes)")
         start = time.perf_counter()
@@ -58,15 +99,6 @@ def run(ctx: Context) -> None:
         ctx.long_episode = episode_id_for(long.commands[0].data["command_id"])
         ctx.note("long_episode_events", ctx.sizes.long_episode)
         ctx.log(f"long episode imported in {time.perf_counter() - start:.1f} s (not a figure)")
+        return summary, seconds
     finally:
         app.close()
-    payloads = raw.sample_payloads(ctx.main_url)
-    rows = min(MAX_RAW_ROWS, max(MIN_RAW_ROWS, summary.events))
-    connection = ctx.backend.raw_scratch()
-    try:
-        raw.create_raw_table(connection)
-        limit = raw.multi_row_inserts(connection, payloads, rows)
-        raw.drop_raw_table(connection)
-    finally:
-        connection.close()
-    ctx.emit("bulk_import", summary.events / seconds, "events/s", limit)

@@ -76,3 +76,6 @@ def test_the_stages_note_how_their_limits_were_interleaved():
     # Check a round ratio for each rebuild measured, the rounds as the first rebuild allowed.
     ratios = facts["rebuild_round_ratios"]
     assert len(ratios) == facts["rebuild_rounds"] >= 1 and all(r > 0 for r in ratios)
+    # Check the import's limit ran on both sides of the import.
+    before, after = facts["import_limit_rows_per_s_before_after"]
+    assert before > 0 and after > 0
