@@ -96,7 +96,8 @@ def run_pass(app: Episodes, snapshot: int, processes: int, *, page_events: int,
             tasks.put(id_range)
         for _ in range(processes):
             tasks.put(None)  # after every range, one "no more ranges" for each process to take
-        own = StreamPass(app, snapshot, page_events=page_events, write_lock=write_lock)
+        own = StreamPass(app, snapshot, page_events=page_events, write_lock=write_lock,
+                         waiting=watch.look)
         with fewer_collections():
             while (id_range := _next_range(tasks, watch)) is not None:
                 own.run(*id_range, progress=watch.own_page)
@@ -210,7 +211,8 @@ def _worker(spec: StoreSpec, snapshot: int, page_events: int, tasks: Any, report
     try:
         app = spec.open()
         try:
-            stream_pass = StreamPass(app, snapshot, page_events=page_events, write_lock=write_lock)
+            stream_pass = StreamPass(app, snapshot, page_events=page_events, write_lock=write_lock,
+                                     waiting=still_wanted)
             with fewer_collections():
                 while (id_range := tasks.get()) is not None:
                     still_wanted()

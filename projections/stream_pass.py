@@ -17,6 +17,7 @@ after every pass has written its rows.
 from __future__ import annotations
 
 import gc
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -36,15 +37,18 @@ PAGE_EVENTS = 2_000  # events read (and rows written) per transaction: ~15 MiB o
 WRITE_ORDER = ("programs", "episodes", "periods", "sessions", "outcomes", "authorizations", "audit")
 FIRST_ID = UUID(int=0)
 TURN_SECONDS = 5.0  # waited for the passes' write lock before going on to SQLite's own
+TURN_CHECK_SECONDS = 0.5  # how often a pass waiting for its turn calls ``waiting``
 
 
 class StreamPass:
     """Derives and writes the read-model rows of the streams in one range of ids."""
 
     def __init__(self, app: Episodes, snapshot: int, *, page_events: int = PAGE_EVENTS,
-                 write_lock: Any = None):
+                 write_lock: Any = None, waiting: Callable[[], None] | None = None):
         """``write_lock``: a lock the rebuild's passes in several processes share (a
-        ``multiprocessing`` lock), taken around each write transaction on SQLite."""
+        ``multiprocessing`` lock), taken around each write transaction on SQLite;
+        ``waiting``: called every ``TURN_CHECK_SECONDS`` while a pass waits for it (it may
+        raise to stop the pass: the rebuilding process checks its workers there)."""
         if page_events < 1:
             raise ValueError("page_events must be at least 1")
         self.engine = app.recorder.datastore.engine  # type: ignore[attr-defined]
@@ -71,6 +75,7 @@ class StreamPass:
         self._inserts = {name: BulkInserter(getattr(tables, name)) for name in WRITE_ORDER}
         self._sqlite = dialect.name == "sqlite"
         self.write_lock = write_lock
+        self.waiting = waiting
 
     def run(self, low: UUID = FIRST_ID, high: UUID | None = None,
             progress: Callable[[int], None] | None = None) -> int:
@@ -155,7 +160,12 @@ class StreamPass:
         if lock is None:
             yield
             return
-        acquired = lock.acquire(timeout=TURN_SECONDS)
+        acquired = False
+        deadline = time.monotonic() + TURN_SECONDS
+        while not acquired and (left := deadline - time.monotonic()) > 0:
+            acquired = lock.acquire(timeout=min(left, TURN_CHECK_SECONDS))
+            if not acquired and self.waiting is not None:
+                self.waiting()  # (a holder that died never releases: the rebuild is told sooner)
         try:
             yield
         finally:

@@ -235,19 +235,26 @@ def test_on_sqlite_the_passes_write_only_in_their_turn(sqlite_url, clock, clinic
     try:
         seed_demo(app, episodes=12, seed=4, today=date(2026, 5, 30))
         inline = dump(app)
-        lock, writes = RecordingLock(), []
-        write = BulkInserter.write
+        lock, writes, prepared_holding = RecordingLock(), [], []
+        write, prepare = BulkInserter.write, BulkInserter.prepare
 
         def write_in_turn(self, connection, prepared):
             writes.append(lock.held)
             write(self, connection, prepared)
 
+        def prepare_outside(self, dialect, rows):
+            prepared_holding.append(lock.held)
+            return prepare(self, dialect, rows)
+
         monkeypatch.setattr(BulkInserter, "write", write_in_turn)
+        monkeypatch.setattr(BulkInserter, "prepare", prepare_outside)
         Projector(app).drop_tables()
         Projector(app).create_tables()
         assert StreamPass(app, events_in(app), page_events=50, write_lock=lock).run() == events_in(app)
-        # Check every table's rows were written holding the lock, a turn a page of streams.
+        # Check every table's rows were written holding the lock, a turn a page of streams,
+        # and their values bound before it was taken (the other passes wait for it).
         assert writes and all(writes)
+        assert len(prepared_holding) == len(writes) and not any(prepared_holding)
         assert lock.taken == lock.released > 1 and not lock.held
         assert dump(app) == inline
     finally:
@@ -274,18 +281,68 @@ def test_a_pass_whose_turn_does_not_come_goes_on_to_sqlites_own_lock(sqlite_url,
 
 def test_the_rebuilding_process_and_its_workers_share_one_write_lock_on_sqlite_only(
         any_projected, clock, monkeypatch):
-    from projections import stream_pass
+    from projections import rebuild_workers, stream_pass
 
     seed_demo(any_projected, episodes=8, seed=4, today=date(2026, 5, 30))
-    locks = []
+    own, given = [], []
     init = stream_pass.StreamPass.__init__
 
     def recording(self, *args, **kwargs):
-        locks.append(kwargs.get("write_lock"))
+        own.append(kwargs.get("write_lock"))
         init(self, *args, **kwargs)
 
+    context = rebuild_workers.context
+
+    def recording_context(engine):
+        ctx = context(engine)
+        process = ctx.Process
+
+        class Recorded:  # the context, whose processes' arguments are noted
+            def __getattr__(self, name):
+                return getattr(ctx, name)
+
+            def Process(self, *args, **kwargs):  # noqa: N802 - the context's own name
+                given.append(kwargs["args"][-1])
+                return process(*args, **kwargs)
+
+        return Recorded()
+
     monkeypatch.setattr(stream_pass.StreamPass, "__init__", recording)
-    assert rebuild(any_projected, workers=2) == events_in(any_projected)
+    monkeypatch.setattr(rebuild_workers, "context", recording_context)
+    assert rebuild(any_projected, workers=3) == events_in(any_projected)
     sqlite = any_projected.recorder.datastore.engine.dialect.name == "sqlite"
-    # (Only this process's pass is seen here; the workers are given the same lock.)
-    assert len(locks) == 1 and (locks[0] is not None) == sqlite
+    # Check this process's pass and both workers were given the one lock (none on PostgreSQL).
+    assert len(own) == 1 and len(given) == 2
+    assert all(lock is own[0] for lock in given) and (own[0] is not None) == sqlite
+
+
+def test_a_worker_that_dies_in_its_turn_fails_the_rebuild_while_the_others_wait(
+        sqlite_url, clock, monkeypatch):
+    import signal
+    import traceback
+
+    from episodes.bulk_rows import BulkInserter
+    from projections import stream_pass
+
+    app = ProjectedEpisodes(sqlite_url, clock=clock)
+    try:
+        seed_demo(app, episodes=60, seed=4, today=date(2026, 5, 30))
+        write = BulkInserter.write
+
+        def dying_write(self, connection, prepared):
+            if multiprocessing.current_process().name == "care-episodes-rebuild-1":
+                os.kill(os.getpid(), signal.SIGKILL)  # holding the passes' lock: never released
+            write(self, connection, prepared)
+
+        monkeypatch.setenv(START_METHOD_VARIABLE, "fork")  # the workers share this process's patches
+        monkeypatch.setattr(BulkInserter, "write", dying_write)
+        monkeypatch.setattr(stream_pass, "TURN_SECONDS", 60.0)
+        with pytest.raises(RebuildWorkerFailed, match="exit code -9") as failed:
+            Rebuild(app, workers=2, page_events=50).run()
+        # Check the failure was found while this process waited for its turn (it checks its
+        # workers between tries), not after giving up on the lock.
+        frames = [frame.name for frame in traceback.extract_tb(failed.value.__traceback__)]
+        assert "_turn" in frames
+        assert interrupted(app) and no_workers_left()
+    finally:
+        app.close()
