@@ -42,8 +42,9 @@ that way of starting) is passed in this process.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
@@ -134,10 +135,11 @@ class Rebuild:
         applied = self._pass(snapshot, progress)
         side_by_side = self._side_by_side()
         if side_by_side > 1:  # (the marker stays until the last transaction, as below)
-            self._in_turns(side_by_side, SECONDARY_INDEXES, _create_indexes)
+            self._in_turns(side_by_side, SIDE_BY_SIDE_INDEXES, _create_index)
         with self.engine.begin() as connection:  # every stream's rows are written: current now
             if side_by_side < 2:
-                _create_indexes(connection, SECONDARY_INDEXES)
+                for index in SECONDARY_INDEXES:
+                    index.create(connection)
             connection.execute(self._set_position, {"new_position": snapshot})
             connection.execute(self._unmark)
         self._analyze(side_by_side)  # PostgreSQL: statistics and the visibility map
@@ -161,29 +163,43 @@ class Rebuild:
         table, run side by side there; SQLite has one writer)."""
         return self.processes_used if self.engine.dialect.name == "postgresql" else 1
 
-    def _in_turns(self, connections: int, items: Sequence[Any],
-                  work: Callable[[Connection, Sequence[Any]], None], *, autocommit: bool = False) -> None:
-        """``work`` on ``items`` shared out over ``connections`` connections in threads (each
-        its own transaction, or autocommit), the items in their given order dealt out in turn;
-        the first failure is raised once every thread has ended."""
+    def _in_turns(self, connections: int, items: Sequence[Any], work: Callable[[Connection, Any], None],
+                  *, autocommit: bool = False) -> None:
+        """``work(connection, item)`` for every item, shared out over ``connections``
+        connections in threads (each its own transaction, or autocommit), the items in their
+        given order dealt out in turn.  The first failure (or Ctrl-C) stops the others: no
+        thread starts another item, and the statements running are cancelled (an index build
+        or a VACUUM runs for seconds at 100,000 episodes), then it is raised."""
         turns: list[list[Any]] = [[] for _ in range(min(connections, len(items)))]
         for n, item in enumerate(items):
             turns[n % len(turns)].append(item)
+        stop = threading.Event()
+        running: list[Any] = []  # the driver's connections in use, to cancel their statements
 
         def run(turn: list[Any]) -> None:
-            if autocommit:
-                with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-                    work(connection, turn)
-            else:
-                with self.engine.begin() as connection:
-                    work(connection, turn)
+            options = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
+            with self.engine.connect().execution_options(**options) as connection:
+                running.append(connection.connection.driver_connection)
+                for item in turn:
+                    if stop.is_set():
+                        return
+                    work(connection, item)
+                if not autocommit:
+                    connection.commit()
 
         if len(turns) == 1:
             run(turns[0])
             return
         with ThreadPoolExecutor(len(turns), thread_name_prefix="care-episodes-rebuild") as pool:
-            for done in [pool.submit(run, turn) for turn in turns]:
-                done.result()
+            started = [pool.submit(run, turn) for turn in turns]
+            try:
+                for done in as_completed(started):  # a failure as soon as it happens
+                    done.result()
+            except BaseException:
+                stop.set()
+                for driver_connection in running:
+                    _cancel(driver_connection)
+                raise
 
     def _analyze(self, side_by_side: int = 1) -> None:
         """Vacuum and analyse the freshly loaded read models on PostgreSQL at once, instead of
@@ -202,23 +218,36 @@ class Rebuild:
         0.12 s: the audit log's own ANALYZE is 0.1 s of it)."""
         if self.engine.dialect.name != "postgresql":
             return
-        names = sorted((table.name for table in tables.READ_MODELS), key=_vacuum_order)
+        names = sorted((table.name for table in tables.READ_MODELS), key=_largest_first)
         self._in_turns(side_by_side, names, _vacuum, autocommit=True)
 
 
-def _create_indexes(connection: Connection, indexes: Sequence[Any]) -> None:
-    for index in indexes:
-        index.create(connection)
+def _create_index(connection: Connection, index: Any) -> None:
+    index.create(connection)
 
 
-def _vacuum(connection: Connection, names: Sequence[str]) -> None:
-    for name in names:  # (VACUUM cannot run inside a transaction block: autocommit)
-        connection.exec_driver_sql(f"VACUUM (ANALYZE) {name}")
+def _vacuum(connection: Connection, name: str) -> None:
+    connection.exec_driver_sql(f"VACUUM (ANALYZE) {name}")  # (not in a transaction: autocommit)
 
 
-def _vacuum_order(name: str) -> int:
-    """The audit log (a row an event) first, then the sessions (most of the events), then the rest."""
-    return {tables.audit.name: 0, tables.sessions.name: 1}.get(name, 2)
+def _largest_first(name: str) -> tuple[int, str]:
+    """The audit log (a row an event) first, then the sessions (most of the events), then the
+    rest by name: shared out in turn, the largest tables go to different connections."""
+    return {tables.audit.name: 0, tables.sessions.name: 1}.get(name, 2), name
+
+
+def _cancel(driver_connection: Any) -> None:
+    """Cancel the statement running on a psycopg connection, if any (best effort)."""
+    cancel = getattr(driver_connection, "cancel_safe", None) or getattr(driver_connection, "cancel", None)
+    if cancel is not None:
+        try:
+            cancel()
+        except Exception:  # noqa: BLE001 - the connection may be closing: nothing to stop
+            pass
+
+
+# The secondary indexes in the order they are shared out side by side: the largest tables' first.
+SIDE_BY_SIDE_INDEXES = tuple(sorted(SECONDARY_INDEXES, key=lambda index: (*_largest_first(index.table.name), index.name)))
 
 
 __all__ = ["PARALLEL_MIN_EVENTS", "Rebuild", "RebuildAlreadyRunning", "interrupted", "rebuild"]

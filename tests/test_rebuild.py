@@ -271,15 +271,30 @@ def test_the_commands_after_an_interrupted_rebuild(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("workers", [1, 2])  # 2: indexes built and tables vacuumed side by side
 def test_on_postgresql_a_rebuild_leaves_the_read_models_vacuumed_and_analysed(postgres_url, clock,
-                                                                              clinician, workers):
+                                                                              clinician, workers,
+                                                                              monkeypatch):
     # Freshly loaded rows have no statistics and no visibility map until autovacuum gets to
     # them (never, where it is off): the planner guesses, and counts read every row.
+    import threading
+
+    from projections import rebuild as rebuild_module
+
+    threads: dict[str, set[str]] = {"index": set(), "vacuum": set()}
+    for kind, name in (("index", "_create_index"), ("vacuum", "_vacuum")):
+        def noting(connection, item, kind=kind, work=getattr(rebuild_module, name)):
+            threads[kind].add(threading.current_thread().name)
+            work(connection, item)
+        monkeypatch.setattr(rebuild_module, name, noting)
     app = ProjectedEpisodes(postgres_url, clock=clock)
     try:
         record_a_varied_history(app, clinician, clock)
         job = Rebuild(app, workers=workers)
         job.run()
         assert job.processes_used == workers
+        # Check the vacuums (and with two processes the index builds) ran on as many threads
+        # as processes.
+        assert len(threads["vacuum"]) == workers
+        assert len(threads["index"]) == (2 if workers == 2 else 0)  # one process: in the last transaction
         assert indexes(app) == {index.name for t in tables.READ_MODELS for index in t.indexes}
         with app.recorder.datastore.engine.connect() as connection:
             stats = {name: connection.exec_driver_sql(
@@ -347,3 +362,32 @@ def test_dropping_the_read_models_does_not_rewrite_every_page_they_freed(tmp_pat
     # that with secure_delete on, the same drop does write every page it frees.
     assert written < freed / 4
     assert written_on >= freed_on
+
+
+def test_a_failure_side_by_side_stops_the_other_connections_work(postgres_url, clock):
+    import threading
+
+    app = Episodes(postgres_url, clock=clock)
+    started, attempted, outcomes = threading.Event(), [], []
+
+    def work(connection, item):
+        attempted.append(item)
+        if item == "fail":
+            started.wait(30)
+            raise RuntimeError("an index build failed")
+        started.set()
+        try:
+            connection.exec_driver_sql("SELECT pg_sleep(60)")
+            outcomes.append("slept")
+        except Exception as error:  # noqa: BLE001 - what the cancellation raised is the point
+            outcomes.append(type(error.__cause__ or error).__name__)
+            raise
+
+    try:
+        with pytest.raises(RuntimeError, match="an index build failed"):
+            Rebuild(app)._in_turns(2, ["sleep", "fail", "never"], work)
+    finally:
+        app.close()
+    # Check the other connection's running statement was cancelled and its next item never begun.
+    assert outcomes == ["QueryCanceled"]
+    assert sorted(attempted) == ["fail", "sleep"]
