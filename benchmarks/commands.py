@@ -5,7 +5,8 @@ Measured on the main database, after the import and the rebuild: new demo episod
 seed) are recorded command by command among the N already there.
 
 Limit: raw single-row INSERT transactions (``BEGIN``; ``INSERT``; ``COMMIT``) per second
-through the driver itself, with payloads of the events the import stored.
+through the driver itself, with the payloads of the last 500 events the import stored (the
+long episode's, sessions mostly; about the size of the commands' own).
 
 The two are measured interleaved, in slices: after every :data:`SLICE_SECONDS` of commands,
 the limit runs for :data:`LIMIT_SHARE` of that time.  These machines' speed drifts by a

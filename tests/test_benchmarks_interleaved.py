@@ -59,7 +59,13 @@ def test_rounds_of_rebuilds_fill_about_five_seconds_at_the_first_ones_pace():
     assert rebuild.rounds_for(60.0) == 1  # at least one
 
 
-def test_the_stages_note_how_their_limits_were_interleaved():
+def test_the_stages_note_how_their_limits_were_interleaved(monkeypatch):
+    calls: list[str] = []
+    for module, name, label in ((raw, "multi_row_seconds", "limit"), (bulk_import, "_import", "import")):
+        def noting(*args, original=getattr(module, name), label=label, **kwargs):
+            calls.append(label)
+            return original(*args, **kwargs)
+        monkeypatch.setattr(module, name, noting)
     out = io.StringIO()
     backend = SQLiteBackend()
     sizes = Sizes(episodes=6, command_episodes=20, long_episode=10, repeats=2, raw_seconds=0.2)
@@ -77,5 +83,6 @@ def test_the_stages_note_how_their_limits_were_interleaved():
     ratios = facts["rebuild_round_ratios"]
     assert len(ratios) == facts["rebuild_rounds"] >= 1 and all(r > 0 for r in ratios)
     # Check the import's limit ran on both sides of the import.
+    assert calls == ["limit", "import", "limit"]
     before, after = facts["import_limit_rows_per_s_before_after"]
     assert before > 0 and after > 0
