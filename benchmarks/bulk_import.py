@@ -32,8 +32,6 @@ from episodes.importing import episode_id_for, import_episodes
 MIN_RAW_ROWS = 10_000
 MAX_RAW_ROWS = 50_000
 IMPORT_ACTOR = Actor("migration-bench", ActorRole.SYSTEM)
-
-
 PAYLOAD_HISTORIES = 30  # ~650 events: the limit's payloads are the last 500 of them
 
 

@@ -55,6 +55,7 @@ def drift_of(times: list[float]) -> dict[str, float]:
         "far_p10": deciles(far, n=10)[0], "far_p90": deciles(far, n=10)[-1],
     }
 
+
 if __name__ == "__main__":  # python -m benchmarks.machine [seconds]
     import sys
 

@@ -15,10 +15,10 @@ Exactly once, and never claiming too much:
 
 * The pass covers the events up to the log's newest id when it starts (the *snapshot*).  The
   tracking position stays 0 while it runs, and a marker row (``REBUILDING``) says a rebuild is
-  under way; once every stream's rows are written (by this process or by every worker), one
-  last transaction builds the secondary indexes, moves the position to the snapshot and
-  removes the marker.  (On PostgreSQL with several processes the indexes are built side by
-  side just before, in transactions of their own, while the marker still stands.)  A crash part-way (or a worker's failure, which stops the others) leaves
+  under way; once every stream's rows are written (by this process or by every worker), the
+  secondary indexes are built (side by side on PostgreSQL with several processes), then one
+  last transaction moves the position to the snapshot and removes the marker.  A crash
+  part-way (or a worker's failure, which stops the others) leaves
   the read models at position 0 with the marker: nothing claims to be current,
   ``care-episodes project`` refuses, and running the rebuild again drops the partial rows and
   starts over.
@@ -130,16 +130,14 @@ class Rebuild:
         snapshot = self.app.recorder.max_notification_id() or 0
         with self.engine.begin() as connection:
             connection.execute(self._mark, {"snapshot": snapshot})
-            for index in SECONDARY_INDEXES:  # built again by the last transaction
+            for index in SECONDARY_INDEXES:  # built again once every row is written
                 index.drop(connection)
         applied = self._pass(snapshot, progress)
         side_by_side = self._side_by_side()
-        if side_by_side > 1:  # (the marker stays until the last transaction, as below)
-            self._in_turns(side_by_side, SIDE_BY_SIDE_INDEXES, _create_index)
+        # The indexes in transactions of their own (side by side where that helps), the marker
+        # still standing: a crash before the next transaction leaves an interrupted rebuild.
+        self._in_turns(side_by_side, SIDE_BY_SIDE_INDEXES, _create_index)
         with self.engine.begin() as connection:  # every stream's rows are written: current now
-            if side_by_side < 2:
-                for index in SECONDARY_INDEXES:
-                    index.create(connection)
             connection.execute(self._set_position, {"new_position": snapshot})
             connection.execute(self._unmark)
         self._analyze(side_by_side)  # PostgreSQL: statistics and the visibility map
@@ -201,7 +199,7 @@ class Rebuild:
                     _cancel(driver_connection)
                 raise
 
-    def _analyze(self, side_by_side: int = 1) -> None:
+    def _analyze(self, side_by_side: int) -> None:
         """Vacuum and analyse the freshly loaded read models on PostgreSQL at once, instead of
         whenever autovacuum gets to them (never, where it is off).
 
