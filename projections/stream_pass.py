@@ -141,6 +141,14 @@ class StreamPass:
         (``BEGIN IMMEDIATE``), after the rebuild's own ``write_lock`` when there is one."""
         if not self._sqlite:
             with self.engine.begin() as connection:
+                # PostgreSQL: the commit does not wait for the page's write-ahead log to reach
+                # the disk (a 2,000-event page's flush took ~6 ms: 68 of a 1 s rebuild at 1,000
+                # episodes, 6 without).  Safe: a crash can lose only pages whose rebuild has not
+                # finished, since the rebuild's last transaction (the position and the marker)
+                # commits synchronously and flushes the log up to it, every page's included; until
+                # then the marker says the rebuild is to be run again.  (SQLite's NORMAL
+                # synchronous mode does not wait at a commit either.)
+                connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
                 yield connection
             return
         with self._turn(), driver.transaction(self.engine) as connection:

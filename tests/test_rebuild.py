@@ -5,10 +5,13 @@ who append while it runs.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
+from inspect import signature as inspect_signature
 
 import pytest
-from sqlalchemy import func, inspect, select
+from sqlalchemy import Column, Join, Select, func, inspect, select
+from sqlalchemy import event as sqlalchemy_event
+from sqlalchemy.sql import visitors
 
 from episodes import Episodes
 from episodes.demo import seed_demo
@@ -301,12 +304,114 @@ def test_on_postgresql_a_rebuild_leaves_the_read_models_vacuumed_and_analysed(po
                 {"name": name}).one() for name in (t.name for t in tables.READ_MODELS)}
             counts = {t.name: connection.execute(select(func.count()).select_from(t)).scalar_one()
                       for t in tables.READ_MODELS}
+            analysed = {name: set(connection.exec_driver_sql(
+                "SELECT attname FROM pg_stats WHERE tablename = %(name)s", {"name": name}).scalars())
+                for name in ("rm_audit", "rm_sessions")}
     finally:
         app.close()
     assert counts["rm_audit"] > 0
+    # The audit log's statistics: of the columns its queries plan by alone; others: every column.
+    assert analysed["rm_audit"] == set(tables.PLANNED_COLUMNS["rm_audit"])
+    assert analysed["rm_sessions"] == {column.name for column in tables.sessions.columns}
     for name, (reltuples, relpages, relallvisible) in stats.items():
         assert reltuples == counts[name], name  # analysed: the planner knows the rows
         assert relallvisible == relpages, name  # vacuumed: every page is all-visible
+
+
+def test_on_postgresql_the_pages_commit_without_waiting_for_the_disk_but_the_end_waits(
+        postgres_url, clock, clinician):
+    # A page's commit need not wait for its log to reach the disk: the last transaction (the
+    # position, the marker removed) waits, and that flushes the log up to it, every page's too.
+    app = ProjectedEpisodes(postgres_url, clock=clock)
+    transactions: list[list[str]] = [[]]
+
+    def sent(connection, cursor, statement, *rest):
+        transactions[-1].append(statement)
+
+    def ended(connection):
+        transactions.append([])
+
+    try:
+        record_a_varied_history(app, clinician, clock)
+        engine = app.recorder.datastore.engine
+        sqlalchemy_event.listen(engine, "before_cursor_execute", sent)
+        for end in ("commit", "rollback"):  # (a page's read is rolled back)
+            sqlalchemy_event.listen(engine, end, ended)
+        try:
+            Rebuild(app, workers=0, page_events=40).run()
+        finally:
+            sqlalchemy_event.remove(engine, "before_cursor_execute", sent)
+            for end in ("commit", "rollback"):
+                sqlalchemy_event.remove(engine, end, ended)
+        with engine.connect() as connection:
+            pages = connection.execute(select(func.count()).select_from(app.recorder.events_record_cls)
+                                       ).scalar_one() // 40
+    finally:
+        app.close()
+    unflushed = [t for t in transactions if any("synchronous_commit" in s for s in t)]
+    assert len(unflushed) >= pages > 1  # every page (the last, shorter one too)
+    assert all(t[0] == "SET LOCAL synchronous_commit = off" for t in unflushed)
+    last = [t for t in transactions if any(s.startswith("DELETE FROM rm_tracking") for s in t)]
+    assert len(last) == 1 and last[0] not in unflushed
+
+
+def _planned_by(table, statement) -> set[str]:
+    """The names of ``table``'s columns that ``statement``, or a statement inside it, filters,
+    joins, orders or groups by (its selected columns aside)."""
+    names: set[str] = set()
+    for element in visitors.iterate(statement):
+        if isinstance(element, Select):
+            parts = [element.whereclause, *element._having_criteria, *element._order_by_clauses,
+                     *element._group_by_clauses]
+        elif isinstance(element, Join):
+            parts = [element.onclause]
+        else:
+            continue
+        for part in parts:
+            for inner in visitors.iterate(part) if part is not None else ():
+                if isinstance(inner, Column) and inner.table is table:
+                    names.add(inner.name)
+    return names
+
+
+def test_the_rebuild_analyses_exactly_the_audit_columns_its_queries_plan_by(projected, clinician, clock):
+    # The rebuild's ANALYZE gathers statistics of tables.PLANNED_COLUMNS alone: a query that
+    # filtered by another column would be planned blind until autovacuum came by.
+    from projections.queries import audit as audit_queries
+    from projections.queries import stay
+
+    record_a_varied_history(projected, clinician, clock)
+    episode = admitted_episode(projected, clinician, date(2026, 3, 2))
+    attend(projected, episode, clinician, date(2026, 3, 9))
+    known_on = clock.now().date()
+    clock.advance(timedelta(days=2))
+    attend(projected, episode, clinician, date(2026, 3, 11))  # recorded after known_on
+    engine = projected.recorder.datastore.engine
+    sent: list = []
+
+    def note(connection, clause, *rest):
+        sent.append(clause)
+
+    sqlalchemy_event.listen(engine, "before_execute", note)
+    try:
+        with engine.connect() as connection:
+            as_of = date(2026, 3, 20)
+            assert stay.length_of_stay(connection, episode, as_of, known_on).treatment_days == 1
+            stay.length_of_stay_summary(connection, as_of, known_on)
+            stay.corrected_since(connection, as_of, known_on)
+    finally:
+        sqlalchemy_event.remove(engine, "before_execute", note)
+    # Every filter the audit queries take, at once (a new one fails here until it is given).
+    every_filter = {"episode_id": episode, "actor_id": "someone", "action": "create",
+                    "event_type": "SessionAttended", "patient_ref": "Patient/1",
+                    "recorded_from": date(2026, 1, 1), "recorded_to": date(2026, 2, 1),
+                    "after_position": 3, "limit": 10}
+    parameters = set(inspect_signature(audit_queries.audit_statement).parameters)
+    assert parameters == set(every_filter)
+    planned: set[str] = set()
+    for statement in [*sent, audit_queries.audit_statement(**every_filter)]:
+        planned |= _planned_by(tables.audit, statement)
+    assert planned == set(tables.PLANNED_COLUMNS[tables.audit.name])
 
 
 def _wal_frames(path: str) -> int:
