@@ -16,8 +16,9 @@ Exactly once, and never claiming too much:
 * The pass covers the events up to the log's newest id when it starts (the *snapshot*).  The
   tracking position stays 0 while it runs, and a marker row (``REBUILDING``) says a rebuild is
   under way; once every stream's rows are written (by this process or by every worker), the
-  secondary indexes are built (side by side on PostgreSQL with several processes), then one
-  last transaction moves the position to the snapshot and removes the marker.  A crash
+  secondary indexes are built (on PostgreSQL after every table's ``VACUUM (ANALYZE)``, side by
+  side with several processes), then one last transaction moves the position to the snapshot
+  and removes the marker.  A crash
   part-way (or a worker's failure, which stops the others) leaves
   the read models at position 0 with the marker: nothing claims to be current,
   ``care-episodes project`` refuses, and running the rebuild again drops the partial rows and
@@ -43,6 +44,7 @@ that way of starting) is passed in this process.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
@@ -108,6 +110,7 @@ class Rebuild:
         self._start = insert(t).values(projection=PROJECTION_NAME, position=bindparam("position"))
         self._mark = insert(t).values(projection=REBUILDING, position=bindparam("snapshot"))
         self._unmark = delete(t).where(t.c.projection == REBUILDING)
+        self._touch_mark = update(t).where(t.c.projection == REBUILDING).values(position=t.c.position)
 
     def processes_for(self, events: int) -> int:
         """How many processes pass ``events`` events, this one included."""
@@ -137,14 +140,22 @@ class Rebuild:
             connection.execute(self._start, {"position": 0})
             connection.execute(self._mark, {"snapshot": snapshot})
         applied = self._pass(snapshot, progress)
-        side_by_side = self._side_by_side()
-        # The indexes in transactions of their own (side by side where that helps), the marker
-        # still standing: a crash before the next transaction leaves an interrupted rebuild.
-        self._in_turns(side_by_side, SIDE_BY_SIDE_INDEXES, _create_index)
+        # The secondary indexes (on PostgreSQL after each table's VACUUM (ANALYZE)), side by
+        # side where that helps, the marker still standing: a crash before the next
+        # transaction leaves an interrupted rebuild.
+        postgresql = self.engine.dialect.name == "postgresql"
+        if postgresql:
+            # The pages committed without waiting for their log (StreamPass): one commit that
+            # waits flushes the log up to it, every page's commit included, so the vacuums
+            # can mark the pages all-visible (a row whose commit is not yet on disk cannot be
+            # hinted as committed, and a page holding one is not all-visible).
+            with self.engine.begin() as connection:
+                connection.execute(self._touch_mark)
+        self._in_turns(self._side_by_side(), self._closing_work(), _close,
+                       autocommit=postgresql)  # (VACUUM runs outside a transaction)
         with self.engine.begin() as connection:  # every stream's rows are written: current now
             connection.execute(self._set_position, {"new_position": snapshot})
             connection.execute(self._unmark)
-        self._analyze(side_by_side)  # PostgreSQL: statistics and the visibility map
         # What writers appended during the pass, the ordinary way, from the snapshot on.
         return applied + Projector(self.app).catch_up(batch_size=batch_size, progress=progress)
 
@@ -168,32 +179,36 @@ class Rebuild:
     def _in_turns(self, connections: int, items: Sequence[Any], work: Callable[[Connection, Any], None],
                   *, autocommit: bool = False) -> None:
         """``work(connection, item)`` for every item, shared out over ``connections``
-        connections in threads (each its own transaction, or autocommit), the items in their
-        given order dealt out in turn.  The first failure (or Ctrl-C) stops the others: no
+        connections in threads (each its own transaction, or autocommit): each connection
+        takes the next item, in their given order, when it is done with its last, so one long
+        item does not hold up the rest.  The first failure (or Ctrl-C) stops the others: no
         thread starts another item, and the statements running are cancelled (an index build
         or a VACUUM runs for seconds at 100,000 episodes), then it is raised."""
-        turns: list[list[Any]] = [[] for _ in range(min(connections, len(items)))]
-        for n, item in enumerate(items):
-            turns[n % len(turns)].append(item)
+        pending = deque(items)  # popleft: atomic, each item taken once
         stop = threading.Event()
         running: list[Any] = []  # the driver's connections in use, to cancel their statements
 
-        def run(turn: list[Any]) -> None:
+        def run() -> None:
             options = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
             with self.engine.connect().execution_options(**options) as connection:
                 running.append(connection.connection.driver_connection)
-                for item in turn:
+                while pending:
                     if stop.is_set():
                         return
+                    try:
+                        item = pending.popleft()
+                    except IndexError:  # another connection took the last one
+                        break
                     work(connection, item)
                 if not autocommit:
                     connection.commit()
 
-        if len(turns) == 1:
-            run(turns[0])
+        lanes = min(connections, len(items))
+        if lanes <= 1:
+            run()
             return
-        with ThreadPoolExecutor(len(turns), thread_name_prefix="care-episodes-rebuild") as pool:
-            started = [pool.submit(run, turn) for turn in turns]
+        with ThreadPoolExecutor(lanes, thread_name_prefix="care-episodes-rebuild") as pool:
+            started = [pool.submit(run) for _ in range(lanes)]
             try:
                 for done in as_completed(started):  # a failure as soon as it happens
                     done.result()
@@ -203,9 +218,10 @@ class Rebuild:
                     _cancel(driver_connection)
                 raise
 
-    def _analyze(self, side_by_side: int) -> None:
-        """Vacuum and analyse the freshly loaded read models on PostgreSQL at once, instead of
-        whenever autovacuum gets to them (never, where it is off).
+    def _closing_work(self) -> list[Any]:
+        """What follows the pass, for :func:`_close`: the secondary indexes, the largest tables'
+        first; on PostgreSQL after a ``VACUUM (ANALYZE)`` of every read model (a table's name),
+        the largest first, instead of whenever autovacuum gets to them (never, where it is off).
 
         Statistics: without them the planner guessed an episode's audit rows at 0.5% of the
         table and, for the streamed export, walked the whole log in position order (0.76 s for
@@ -215,14 +231,25 @@ class Rebuild:
         episodes at 100,000 took 21.3 / 25.0 ms (median / p95) analysed only, 12.2 / 15.1 ms
         vacuumed.  About 4 s for every read model at 100,000 episodes, one after another.
 
-        With ``side_by_side`` connections the tables are vacuumed at once, the largest first
-        (at 1,000 episodes one after another took 0.16 s, a fifth of the rebuild; side by side
-        0.12 s: the audit log's own ANALYZE was 0.1 s of it; of the columns its queries use
-        alone, ``tables.PLANNED_COLUMNS``, 35 ms)."""
+        The vacuums come first: an index build and a vacuum of one table wait for each other,
+        and a vacuum before the indexes has none to visit.  With several connections, each
+        takes the next item when it is done (at 1,000 episodes the audit log's vacuum and its
+        three indexes take 80 ms, the other tables' together about as long: 0.09 s for
+        indexes, then vacuums, one phase after the other; 0.07 s mixed).  The audit log's
+        statistics are of the columns its queries use, ``tables.PLANNED_COLUMNS`` (its ANALYZE
+        90 ms at 1,000 episodes with every column, 35 without the others)."""
         if self.engine.dialect.name != "postgresql":
-            return
+            return list(SIDE_BY_SIDE_INDEXES)
         names = sorted((table.name for table in tables.READ_MODELS), key=_largest_first)
-        self._in_turns(side_by_side, names, _vacuum, autocommit=True)
+        return [*names, *SIDE_BY_SIDE_INDEXES]
+
+
+def _close(connection: Connection, item: Any) -> None:
+    """One item of :meth:`Rebuild._closing_work`: a table's name is vacuumed, an index built."""
+    if isinstance(item, str):
+        _vacuum(connection, item)
+    else:
+        _create_index(connection, item)
 
 
 def _create_index(connection: Connection, index: Any) -> None:
