@@ -173,6 +173,28 @@ def test_a_session_dated_before_others_still_sends_no_read_of_the_stream(project
     assert sent.names() == COMMAND_STATEMENTS["sqlite"]
 
 
+def test_on_postgresql_a_command_after_a_read_runs_on_prepared_statements(postgres_url, clock,
+                                                                         clinician):
+    """psycopg forgets what it prepared at every rollback on the connection (a read's end), and
+    prepares a query by itself only at its fifth execution: the command path prepares its
+    statements at their first."""
+    from projections import ProjectedEpisodes
+
+    app = ProjectedEpisodes(postgres_url, clock=clock)
+    try:
+        episode = admitted_episode(app, clinician, FIRST_DAY)
+        app.episode(episode)  # a read, rolled back when its connection goes back to the pool
+        attend(app, episode, clinician, FIRST_DAY + timedelta(days=3))
+        engine = app.recorder.datastore.engine
+        assert engine.pool.checkedin() == 1  # one connection: the command's, asked below
+        with engine.connect() as connection:
+            prepared = connection.exec_driver_sql("SELECT statement FROM pg_prepared_statements").scalars().all()
+    finally:
+        app.close()
+    assert any(statement.startswith("INSERT INTO care_episodes_events") for statement in prepared)
+    assert any(statement.startswith("INSERT INTO rm_audit") for statement in prepared)
+
+
 # ---------------------------------------------------------------- the panel
 
 
