@@ -46,16 +46,23 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from sqlalchemy.schema import CreateTable
 
+from episodes import driver
 from episodes.application import Episodes
 from episodes.workers import StoreSpec, start_method, worker_count
 from projections import tables
-from projections.projector import DEFAULT_BATCH, PROJECTION_NAME, REBUILDING, Projector
+from projections.projector import (
+    DEFAULT_BATCH,
+    PROJECTION_NAME,
+    REBUILDING,
+    Projector,
+    drop_read_models,
+)
 from projections.rebuild_lock import RebuildAlreadyRunning, exclusive_rebuild
 from projections.rebuild_workers import run_pass
 from projections.stream_pass import PAGE_EVENTS, StreamPass, fewer_collections
@@ -67,6 +74,7 @@ SECONDARY_INDEXES = tuple(index for table in tables.READ_MODELS for index in tab
 # Measured on 2 cores (docs/performance.md): forked, two processes were as fast as one at
 # ~2,000 events and 10-50% faster from ~5,000.
 PARALLEL_MIN_EVENTS = {"fork": 5_000, "spawn": 50_000}
+CANCEL_AGAIN_SECONDS = 0.2  # after a failure side by side, how often the others are cancelled
 
 
 def interrupted(app: Episodes) -> bool:
@@ -88,6 +96,10 @@ def rebuild(app: Episodes, *, workers: int | None = None, page_events: int = PAG
     else this one alone; an in-memory SQLite database is always passed in this process)."""
     return Rebuild(app, page_events=page_events, workers=workers).run(batch_size=batch_size,
                                                                       progress=progress)
+
+
+class DatabaseRestarted(RuntimeError):
+    """The PostgreSQL server restarted while a rebuild ran: it did not finish (run it again)."""
 
 
 class Rebuild:
@@ -129,31 +141,43 @@ class Rebuild:
 
     def _run(self, batch_size: int, progress: Callable[[int], None] | None) -> int:
         self.restarted = interrupted(self.app)  # read under the lock: not a running rebuild's marker
-        Projector(self.app).drop_tables()
         snapshot = self.app.recorder.max_notification_id() or 0
-        with self.engine.begin() as connection:
-            # The tables without their secondary indexes (built once every row is written):
-            # creating them with the tables and dropping them again was 16 statements more,
-            # ~15 ms of a 0.7 s rebuild at 1,000 episodes on PostgreSQL.
+        postgresql = self.engine.dialect.name == "postgresql"
+        # The old read models dropped and the new tables created in one transaction (SQLite:
+        # BEGIN IMMEDIATE, without which the sqlite3 module commits each CREATE on its own),
+        # so a failure leaves the old ones as they were, and no writer finds no tables.
+        with driver.transaction(self.engine) as connection:
+            drop_read_models(connection)
+            # Without their secondary indexes (built once every row is written): creating them
+            # with the tables and dropping them again was 16 statements more, ~15 ms of a 0.7 s
+            # rebuild at 1,000 episodes on PostgreSQL.
             for table in tables.metadata.sorted_tables:
                 connection.execute(CreateTable(table))
             connection.execute(self._start, {"position": 0})
             connection.execute(self._mark, {"snapshot": snapshot})
+            started = _server_started(connection)
         applied = self._pass(snapshot, progress)
         # The secondary indexes (on PostgreSQL after each table's VACUUM (ANALYZE)), side by
         # side where that helps, the marker still standing: a crash before the next
         # transaction leaves an interrupted rebuild.
-        postgresql = self.engine.dialect.name == "postgresql"
         if postgresql:
             # The pages committed without waiting for their log (StreamPass): one commit that
             # waits flushes the log up to it, every page's commit included, so the vacuums
             # can mark the pages all-visible (a row whose commit is not yet on disk cannot be
             # hinted as committed, and a page holding one is not all-visible).
             with self.engine.begin() as connection:
+                connection.exec_driver_sql("SET LOCAL synchronous_commit = on")
                 connection.execute(self._touch_mark)
         self._in_turns(self._side_by_side(), self._closing_work(), _close,
                        autocommit=postgresql)  # (VACUUM runs outside a transaction)
         with self.engine.begin() as connection:  # every stream's rows are written: current now
+            if _server_started(connection) != started:
+                # Pages committed without waiting may have been lost in a restart that the
+                # connections came through (a pooler, a pre-ping): not current, run again.
+                raise DatabaseRestarted(
+                    "the database server restarted during the rebuild, so rows it had written "
+                    "may be lost; the read models are left marked as an interrupted rebuild: "
+                    "run 'care-episodes rebuild' again")
             connection.execute(self._set_position, {"new_position": snapshot})
             connection.execute(self._unmark)
         # What writers appended during the pass, the ordinary way, from the snapshot on.
@@ -172,8 +196,8 @@ class Rebuild:
 
     def _side_by_side(self) -> int:
         """How many connections build the indexes and vacuum the tables at once: on PostgreSQL
-        one a process the pass used (index builds and VACUUMs of different tables, or of one
-        table, run side by side there; SQLite has one writer)."""
+        one a process the pass used (index builds of one table, and anything on different
+        tables, run side by side there; SQLite has one writer)."""
         return self.processes_used if self.engine.dialect.name == "postgresql" else 1
 
     def _in_turns(self, connections: int, items: Sequence[Any], work: Callable[[Connection, Any], None],
@@ -193,12 +217,12 @@ class Rebuild:
             with self.engine.connect().execution_options(**options) as connection:
                 running.append(connection.connection.driver_connection)
                 while pending:
-                    if stop.is_set():
-                        return
                     try:
                         item = pending.popleft()
                     except IndexError:  # another connection took the last one
                         break
+                    if stop.is_set():
+                        return
                     work(connection, item)
                 if not autocommit:
                     connection.commit()
@@ -214,8 +238,12 @@ class Rebuild:
                     done.result()
             except BaseException:
                 stop.set()
-                for driver_connection in running:
-                    _cancel(driver_connection)
+                # Cancelled until every thread is done: one that had just taken an item when
+                # the first cancel went out may send its statement after it.
+                while not all(future.done() for future in started):
+                    for driver_connection in running:
+                        _cancel(driver_connection)
+                    wait(started, timeout=CANCEL_AGAIN_SECONDS)
                 raise
 
     def _closing_work(self) -> list[Any]:
@@ -229,19 +257,31 @@ class Rebuild:
         count (the episode list's total, the dashboard's census) is an index-only scan, and the
         first reads do not each rewrite the pages to set hint bits: the list of 61,500 finished
         episodes at 100,000 took 21.3 / 25.0 ms (median / p95) analysed only, 12.2 / 15.1 ms
-        vacuumed.  About 4 s for every read model at 100,000 episodes, one after another.
+        vacuumed.  About 4 s for every read model at 100,000 episodes, one after another,
+        when every column was analysed.
 
-        The vacuums come first: an index build and a vacuum of one table wait for each other,
-        and a vacuum before the indexes has none to visit.  With several connections, each
+        The vacuums come first: an index build and a vacuum of one table wait for each other
+        (an index taken while its table is still being vacuumed waits for the vacuum), and a
+        vacuum before the indexes has none to visit.  With several connections, each
         takes the next item when it is done (at 1,000 episodes the audit log's vacuum and its
         three indexes take 80 ms, the other tables' together about as long: 0.09 s for
         indexes, then vacuums, one phase after the other; 0.07 s mixed).  The audit log's
         statistics are of the columns its queries use, ``tables.PLANNED_COLUMNS`` (its ANALYZE
-        90 ms at 1,000 episodes with every column, 35 without the others)."""
+        90 ms at 1,000 episodes with every column, 35 without the others).  Autovacuum, where it
+        runs, analyses every column some time later: an ANALYZE of some columns does not reset
+        its count of the rows changed."""
         if self.engine.dialect.name != "postgresql":
             return list(SIDE_BY_SIDE_INDEXES)
         names = sorted((table.name for table in tables.READ_MODELS), key=_largest_first)
         return [*names, *SIDE_BY_SIDE_INDEXES]
+
+
+def _server_started(connection: Connection) -> Any:
+    """When the PostgreSQL server last started (None elsewhere: SQLite commits wait for no disk
+    but lose nothing the rebuild would not notice, its rebuild holding the file's lock)."""
+    if connection.dialect.name != "postgresql":
+        return None
+    return connection.exec_driver_sql("SELECT pg_postmaster_start_time()").scalar()
 
 
 def _close(connection: Connection, item: Any) -> None:
@@ -258,14 +298,15 @@ def _create_index(connection: Connection, index: Any) -> None:
 
 def _vacuum(connection: Connection, name: str) -> None:
     # The statistics of the columns plans use, where the table lists them (tables.PLANNED_COLUMNS).
+    quote = connection.dialect.identifier_preparer.quote
     columns = tables.PLANNED_COLUMNS.get(name)
-    listed = f" ({', '.join(columns)})" if columns else ""
-    connection.exec_driver_sql(f"VACUUM (ANALYZE) {name}{listed}")  # (not in a transaction: autocommit)
+    listed = f" ({', '.join(map(quote, columns))})" if columns else ""
+    connection.exec_driver_sql(f"VACUUM (ANALYZE) {quote(name)}{listed}")  # (not in a transaction: autocommit)
 
 
 def _largest_first(name: str) -> tuple[int, str]:
     """The audit log (a row an event) first, then the sessions (most of the events), then the
-    rest by name: shared out in turn, the largest tables go to different connections."""
+    rest by name: the longest work is started first, the rest fills in around it."""
     return {tables.audit.name: 0, tables.sessions.name: 1}.get(name, 2), name
 
 
@@ -283,4 +324,5 @@ def _cancel(driver_connection: Any) -> None:
 SIDE_BY_SIDE_INDEXES = tuple(sorted(SECONDARY_INDEXES, key=lambda index: (*_largest_first(index.table.name), index.name)))
 
 
-__all__ = ["PARALLEL_MIN_EVENTS", "Rebuild", "RebuildAlreadyRunning", "interrupted", "rebuild"]
+__all__ = ["PARALLEL_MIN_EVENTS", "DatabaseRestarted", "Rebuild", "RebuildAlreadyRunning", "interrupted",
+           "rebuild"]

@@ -143,11 +143,13 @@ class StreamPass:
             with self.engine.begin() as connection:
                 # PostgreSQL: the commit does not wait for the page's write-ahead log to reach
                 # the disk (a 2,000-event page's flush took ~6 ms: 68 of a 1 s rebuild at 1,000
-                # episodes, 6 without).  Safe: a crash can lose only pages whose rebuild has not
-                # finished, since the rebuild's last transaction (the position and the marker)
-                # commits synchronously and flushes the log up to it, every page's included; until
-                # then the marker says the rebuild is to be run again.  (SQLite's NORMAL
-                # synchronous mode does not wait at a commit either.)
+                # episodes, 6 without).  Safe: the log is one ordered stream, so a crash that
+                # loses a page's commit loses every later one too, the rebuild's last
+                # transaction (the position, the marker removed) included, and the marker then
+                # says the rebuild is to be run again; and a restart that the connections
+                # came through unnoticed (a pooler) fails that last transaction
+                # (Rebuild._run checks the server's start time).  (SQLite's NORMAL synchronous
+                # mode does not wait at a commit either.)
                 connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
                 yield connection
             return
