@@ -41,6 +41,12 @@ class _AppContext:
             self._app = _or_fail(lambda: Episodes(self.url))  # e.g. a wrong cipher key
         return self._app
 
+    def close(self) -> None:
+        """Close the application if a command opened it (its pooled connections too)."""
+        if self._app is not None:
+            self._app.close()
+            self._app = None
+
 
 pass_app = click.make_pass_decorator(_AppContext)
 
@@ -61,6 +67,7 @@ pass_app = click.make_pass_decorator(_AppContext)
 def main(ctx: click.Context, url: str) -> None:
     """Episodes of care for Intensive Outpatient Programs, kept as append-only event streams."""
     ctx.obj = _AppContext(url)
+    ctx.call_on_close(ctx.obj.close)  # also when the command fails
 
 
 @main.command("programs")

@@ -16,6 +16,7 @@ from projections.projector import Projector
 from projections.rebuild import (
     PAGE_EVENTS,
     PARALLEL_MIN_EVENTS,
+    DatabaseRestarted,
     Rebuild,
     RebuildAlreadyRunning,
     interrupted,
@@ -58,8 +59,8 @@ def rebuild(ctx: _AppContext, batch_size: int, page_size: int, workers: int | No
     try:
         with click.progressbar(length=total, label="Rebuilding read models", show_pos=True) as bar:
             applied = job.run(batch_size=batch_size, progress=bar.update)
-    except RebuildAlreadyRunning as running:
-        raise click.ClickException(str(running)) from None
+    except (RebuildAlreadyRunning, DatabaseRestarted) as refused:
+        raise click.ClickException(str(refused)) from None
     if job.restarted:
         click.echo("An earlier rebuild had not finished: this one started again from the beginning.",
                    err=True)

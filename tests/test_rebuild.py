@@ -409,6 +409,14 @@ def test_a_server_restart_during_the_rebuild_leaves_it_interrupted(any_projected
     with pytest.raises(DatabaseRestarted, match="run 'care-episodes rebuild' again"):
         rebuild(any_projected)
     assert interrupted(any_projected)  # the marker stands: nothing claims to be current
+    # The command line says so in a sentence, not a traceback.
+    from click.testing import CliRunner
+
+    from admin.cli import main as full_cli
+
+    starts = iter(["2026-12-04 09:00", "2026-12-04 09:01"])
+    said = CliRunner().invoke(full_cli, ["--db", any_projected.database_url, "rebuild"])
+    assert said.exit_code == 1 and "the database server restarted during the rebuild" in said.output
     monkeypatch.undo()
     rebuild(any_projected)
     assert not interrupted(any_projected)
