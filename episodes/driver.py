@@ -71,7 +71,9 @@ class Prepared:
         # by itself only at its fifth, and forgets every prepared statement at each rollback on
         # the connection (a read returned to the pool ends with one: DEALLOCATE ALL), so after
         # each read the next five commands ran their statements unprepared (a fifth of the
-        # commands in the benchmark's loop).
+        # commands in the benchmark's loop).  psycopg still prepares nothing on a connection
+        # whose ``prepare_threshold`` is None (preparation turned off, as behind PgBouncer's
+        # transaction pooling).
         self.options: Mapping[str, Any] = {"prepare": True} if dialect.name == "postgresql" else _NONE
 
     def parameters(self, values: Mapping[str, Any]) -> Any:

@@ -195,6 +195,32 @@ def test_on_postgresql_a_command_after_a_read_runs_on_prepared_statements(postgr
     assert any(statement.startswith("INSERT INTO rm_audit") for statement in prepared)
 
 
+def test_on_postgresql_connections_with_preparation_off_are_left_so(postgres_url, clock, clinician):
+    """Behind PgBouncer's transaction pooling, server-side prepared statements break: a
+    connection set up with ``prepare_threshold = None`` gets none from the command path (which
+    asks psycopg to prepare its statements at once, and psycopg declines there)."""
+    from projections import ProjectedEpisodes
+
+    app = ProjectedEpisodes(postgres_url, clock=clock)
+    engine = app.recorder.datastore.engine
+
+    def no_preparation(dbapi_connection, record):
+        dbapi_connection.prepare_threshold = None
+
+    event.listen(engine, "connect", no_preparation)
+    engine.dispose()
+    try:
+        episode = admitted_episode(app, clinician, FIRST_DAY)
+        for day in range(3, 10):
+            attend(app, episode, clinician, FIRST_DAY + timedelta(days=day))
+        assert engine.pool.checkedin() == 1  # one connection: the commands', asked below
+        with engine.connect() as connection:
+            prepared = connection.exec_driver_sql("SELECT count(*) FROM pg_prepared_statements").scalar()
+    finally:
+        app.close()
+    assert prepared == 0
+
+
 # ---------------------------------------------------------------- the panel
 
 
