@@ -216,10 +216,10 @@ class Rebuild:
             options = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
             with self.engine.connect().execution_options(**options) as connection:
                 running.append(connection.connection.driver_connection)
-                while pending:
+                while True:
                     try:
                         item = pending.popleft()
-                    except IndexError:  # another connection took the last one
+                    except IndexError:  # none left (another connection may have taken the last)
                         break
                     if stop.is_set():
                         return

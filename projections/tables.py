@@ -215,7 +215,7 @@ READ_MODELS = (programs, episodes, periods, sessions, outcomes, authorizations, 
 # audit log's nine others (its reasons, command and correlation ids, ...) cost 55 of the
 # 90 ms its ANALYZE took at 1,000 episodes, the longest step after the pass; the episodes
 # and the sessions are grouped and counted by most of their columns, so they are not listed.
-# tests/test_rebuild.py checks the audit queries, and the length-of-stay queries that join the
+# tests/test_rebuild_tables.py checks the audit queries, and the length-of-stay queries that join the
 # audit log (the only other module that reads it), against this list.
 PLANNED_COLUMNS: dict[str, tuple[str, ...]] = {
     audit.name: ("position", "recorded_at", "aggregate_id", "version", "actor_id", "action",
