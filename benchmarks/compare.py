@@ -62,11 +62,11 @@ def main(argv: list[str] | None = None) -> None:
             for side, tree in (("before", before), ("after", after)):
                 seed = 100 + 2 * n + (side == "after")
                 times[side].append(turn(tree, url, args.turn_episodes, seed))
-                print(f"round {n + 1} {side:6s} {times[side][-1]:.2f} ms a command", flush=True)
+                print(f"round {n + 1} {side:6s} {times[side][-1]:.3f} ms a command", flush=True)
     finally:
         backend.close()
     b, a = statistics.median(times["before"]), statistics.median(times["after"])
-    print(f"median: before {b:.2f} ms, after {a:.2f} ms a command ({(a - b) / b:+.0%})")
+    print(f"median: before {b:.3f} ms, after {a:.3f} ms a command ({(a - b) / b:+.1%})")
 
 
 if __name__ == "__main__":

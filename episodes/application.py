@@ -20,7 +20,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, Mapper, Transcoder
 from eventsourcing.utils import get_topic
 
-from episodes import access, encryption, history, integrity, preparation, rules, storage
+from episodes import access, driver, encryption, history, integrity, preparation, rules, storage
 from episodes.clock import Clock, SystemClock, latest_clinical_date
 from episodes.command_input import check_may_record, envelope_for, load_values, schema_for
 from episodes.episode import Episode
@@ -431,8 +431,10 @@ class Episodes(Application[UUID]):
         return import_episodes(self, histories, actor=actor, **options)
 
     def close(self) -> None:
-        super().close()
         engine = getattr(self.recorder.datastore, "engine", None)  # type: ignore[attr-defined]
+        if engine is not None:
+            driver.release(engine)  # the connection kept for the next command, first
+        super().close()
         if engine is not None:
             engine.dispose()  # return pooled connections now, not at garbage collection
 

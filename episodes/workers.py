@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import URL, Engine
 
+from episodes import driver
 from episodes.clock import Clock, SystemClock
 
 if TYPE_CHECKING:
@@ -142,6 +143,7 @@ def start_method(engine: Engine | None = None) -> str:
         # given to workers anyway.)  The pool's own dispose: only the idle connections are closed, and those checked out
         # (a rebuild's lock, say) still come back to this pool.  (Engine.dispose would leave
         # them to a discarded pool, to be closed by the garbage collector.)
+        driver.release(engine)  # a connection kept for the next command is an idle one too
         engine.pool.dispose()
         if engine.dialect.name == "sqlite" and engine.url.database:
             if sqlite_file_open_here(engine.url.database):

@@ -44,6 +44,7 @@ def engine(database_url):
     metadata.drop_all(engine)
     metadata.create_all(engine)
     yield engine
+    driver.release(engine)
     metadata.drop_all(engine)
     engine.dispose()
 
@@ -102,6 +103,64 @@ def test_a_transaction_commits_its_queued_writes_or_none_of_them(engine):
     with engine.connect() as connection:
         assert list(connection.execute(select(things.c.id)).scalars()) == [kept]
         assert not any(key.startswith("care_episodes.") for key in connection.connection.info)
+
+
+def driver_connection_of(engine):
+    with driver.transaction(engine) as connection:
+        return connection.connection.driver_connection
+
+
+def test_write_transactions_run_on_one_connection_kept_between_them(engine):
+    first = driver_connection_of(engine)
+    assert driver_connection_of(engine) is first
+    assert engine.pool.checkedout() == 1  # the kept one, out of the pool between transactions
+    driver.release(engine)
+    assert engine.pool.checkedout() == 0
+
+
+def test_a_failed_transaction_closes_its_connection_instead_of_keeping_it(engine):
+    prepared = driver.Prepared(insert(things), engine.dialect, ["id", "at"])
+    driver_connection_of(engine)
+    row = {"id": uuid4(), "at": datetime.now(timezone.utc)}
+    with pytest.raises(sqlalchemy.exc.IntegrityError), driver.transaction(engine) as connection:
+        driver.execute(connection, prepared, row)
+        driver.execute(connection, prepared, row)  # the same key twice
+    assert engine.pool.checkedout() == 0  # back in the pool, rolled back
+    with engine.connect() as connection:
+        assert connection.execute(select(things.c.id)).all() == []
+
+
+def test_no_connection_is_kept_for_an_in_memory_database():
+    engine = create_engine("sqlite://")  # one connection everything shares (a static pool)
+    try:
+        driver_connection_of(engine)
+        assert driver._Kept.ATTRIBUTE not in engine.__dict__
+    finally:
+        engine.dispose()
+
+
+def test_a_forked_process_never_uses_its_parents_kept_connection(sqlite_url):
+    import multiprocessing
+
+    engine = create_engine(sqlite_url)
+    try:
+        parents = driver_connection_of(engine)
+        context = multiprocessing.get_context("fork")
+        queue = context.SimpleQueue()
+        child = context.Process(target=_report_kept, args=(engine, parents, queue))
+        child.start()
+        child.join(60)
+        assert queue.get() == (False, False)  # nothing kept there; a connection of its own
+        assert driver_connection_of(engine) is parents  # the parent's is still its own
+    finally:
+        driver.release(engine)
+        engine.dispose()
+
+
+def _report_kept(engine, parents, queue):
+    """(In the child) whether a connection is kept for the engine, and whether a transaction
+    there runs on the parent's."""
+    queue.put((driver._Kept.ATTRIBUTE in engine.__dict__, driver_connection_of(engine) is parents))
 
 
 def test_a_session_the_server_ended_raises_its_own_error(postgres_url):
