@@ -163,8 +163,8 @@ class _Kept:
     Only engines with a queue pool (a SQLite file, PostgreSQL): an in-memory SQLite database
     lives in one connection that everything shares (a static pool), to be left as it is.  The
     connection is kept on the engine itself, so an engine dropped without being closed takes
-    it along to the garbage collector, as it would its pool.  :func:`release` closes it (before
-    the engine or its pool is disposed); a forked process never uses its parent's (:meth:`forget`).
+    it along to the garbage collector, as it would its pool.  :func:`release` closes it, and so
+    does ``Engine.dispose``; a forked process never uses its parent's (:meth:`forget`).
     """
 
     ATTRIBUTE = "_care_episodes_kept_connection"
@@ -183,12 +183,22 @@ class _Kept:
             return False
         if engine.__dict__.setdefault(self.ATTRIBUTE, connection) is not connection:
             return False  # another thread's transaction kept one first
-        self._engines.add(engine)
+        if engine not in self._engines:
+            self._engines.add(engine)
+            event.listen(engine, "engine_disposed", self._disposed)
         return True
 
     def release(self, engine: Engine) -> None:
         connection = engine.__dict__.pop(self.ATTRIBUTE, None)
         if connection is not None:
+            connection.close()  # back to the pool
+
+    def _disposed(self, engine: Engine) -> None:
+        # Engine.dispose closed the pool's connections and left the pool: this one is closed
+        # too (given back, it would wait in the old pool for the garbage collector).
+        connection = engine.__dict__.pop(self.ATTRIBUTE, None)
+        if connection is not None:
+            connection.invalidate()
             connection.close()
 
     def forget(self) -> None:

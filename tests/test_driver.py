@@ -118,6 +118,13 @@ def test_write_transactions_run_on_one_connection_kept_between_them(engine):
     assert engine.pool.checkedout() == 0
 
 
+def test_disposing_of_the_engine_closes_the_kept_connection(engine):
+    kept = driver_connection_of(engine)
+    engine.dispose()
+    assert driver._Kept.ATTRIBUTE not in engine.__dict__
+    assert driver_connection_of(engine) is not kept  # a new pool's connection
+
+
 def test_a_failed_transaction_closes_its_connection_instead_of_keeping_it(engine):
     prepared = driver.Prepared(insert(things), engine.dialect, ["id", "at"])
     driver_connection_of(engine)
