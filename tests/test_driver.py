@@ -7,6 +7,7 @@ handed back to the pool still in pipeline mode, whether the transaction committe
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from datetime import datetime, timezone
 from uuid import uuid4
 
@@ -103,6 +104,28 @@ def test_a_transaction_commits_its_queued_writes_or_none_of_them(engine):
     with engine.connect() as connection:
         assert list(connection.execute(select(things.c.id)).scalars()) == [kept]
         assert not any(key.startswith("care_episodes.") for key in connection.connection.info)
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["commits", "fails"])
+def test_sqlalchemys_statements_in_a_transaction_commit_or_roll_back_with_it(engine, fails):
+    """On SQLite the transaction is the driver's own (no SQLAlchemy record of it until a
+    statement of SQLAlchemy's runs in it): whichever ran, everything is committed together,
+    or nothing."""
+    prepared = driver.Prepared(insert(things), engine.dialect, ["id", "at"])
+    now = datetime.now(timezone.utc)
+    with pytest.raises(RuntimeError) if fails else nullcontext():
+        with driver.transaction(engine) as connection:
+            driver.execute(connection, prepared, {"id": uuid4(), "at": now})
+            connection.execute(insert(things), {"id": uuid4(), "at": now})  # through SQLAlchemy
+            driver.execute(connection, prepared, {"id": uuid4(), "at": now})
+            if fails:
+                raise RuntimeError("the command failed after its writes")
+    with driver.transaction(engine) as connection:  # the next runs as usual either way
+        assert not connection.in_transaction() or engine.dialect.name != "sqlite"
+        stored = connection.execute(select(things.c.id)).all()
+    assert len(stored) == (0 if fails else 3)
+    with engine.connect() as other:
+        assert len(other.execute(select(things.c.id)).all()) == len(stored)
 
 
 def driver_connection_of(engine):
