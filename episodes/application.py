@@ -22,7 +22,13 @@ from eventsourcing.utils import get_topic
 
 from episodes import access, driver, encryption, history, integrity, preparation, rules, storage
 from episodes.clock import Clock, SystemClock, latest_clinical_date
-from episodes.command_input import check_may_record, envelope_for, load_values, schema_for
+from episodes.command_input import (
+    check_may_record,
+    envelope_for,
+    load_command,
+    load_values,
+    schema_for,
+)
 from episodes.episode import Episode
 from episodes.errors import (
     ConflictError,
@@ -220,11 +226,10 @@ class Episodes(Application[UUID]):
         if command not in SCHEMAS:
             raise InvalidCommand(command, {"command": [f"Unknown command; known: {', '.join(SCHEMAS)}."]})
         check_may_record(actor)
-        schema = schema_for(command)
-        values = load_values(schema, command, data)
+        values = load_command(command, data)
         envelope = envelope_for(actor, values)
         effective_date: date = values.pop("effective_date") or self.clock.now().date()
-        if schema.creates_episode:
+        if schema_for(command).creates_episode:
             return self._create(values, envelope, effective_date)
         return self._append(command, values.pop("episode_id"), values, envelope, effective_date)
 

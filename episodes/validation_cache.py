@@ -28,12 +28,13 @@ MAX_ENTRIES = 100_000  # per schema; then the memory starts again from empty
 class CachedLoader:
     """``schema.load`` for one command's schema (``episode_id`` left to the caller)."""
 
-    def __init__(self, schema_class: type[CommandSchema]):
+    def __init__(self, schema_class: type[CommandSchema], max_entries: int = MAX_ENTRIES):
         episode_command = issubclass(schema_class, EpisodeCommandSchema)
         self.schema = schema_class(exclude=("episode_id",)) if episode_command else schema_class()
         self.unique = {name: self.schema.fields[name] for name in UNIQUE_FIELDS
                        if name in self.schema.fields}
         self.results: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self.max_entries = max_entries
         self.hits = 0
 
     def load(self, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -43,7 +44,7 @@ class CachedLoader:
         if known is None:
             values = dict(self.schema.load(data))
             if key is not None:
-                if len(self.results) >= MAX_ENTRIES:
+                if len(self.results) >= self.max_entries:
                     self.results.clear()
                 self.results[key] = {k: v for k, v in values.items() if k not in self.unique}
             return values

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from episodes import InvalidCommand, NotPermitted, ReasonRequired
 from episodes.pathway import STEPS
@@ -207,3 +209,50 @@ def test_whole_numbers_from_text_are_ascii_digits(app, clinician):
         app.record_attendance(episode, clinician, effective_date="2026-03-05", kind="group",
                               minutes=" \u0664\u0665 ", format="in-person")  # Arabic-Indic 45
     assert refused.value.errors["minutes"] == ["Not a valid integer."]
+
+
+# ---------------------------------------------------------------- repeated inputs, loaded once
+
+ATTENDANCE_VALUES = {
+    "episode_id": ["3b1f0d2e-5c1a-4c55-9d0e-8f7a6b5c4d3e", "not-a-uuid", None, ""],
+    "command_id": ["c-1", "c-2", "", None, 7],
+    "kind": ["group", "individual", "karaoke", None],
+    "minutes": [180, "180", 0, -5, "3.5", None],
+    "format": ["in-person", "telehealth", "carrier pigeon"],
+    "effective_date": ["2026-03-02", date(2026, 3, 2), "2026-02-30", 20260302],
+    "topic": ["DBT distress tolerance", "", None],
+}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.fixed_dictionaries({}, optional={name: st.sampled_from(values)
+                                                    for name, values in ATTENDANCE_VALUES.items()}),
+                min_size=1, max_size=6))
+def test_the_command_path_loads_every_input_as_its_schema_does(inputs):
+    """Repeated inputs are validated once (episodes.command_input.CommandLoader): whatever the
+    order and the repeats, each load gives the schema's own values, or its own errors."""
+    from marshmallow import ValidationError
+
+    from episodes.command_input import CommandLoader, schema_for
+
+    loader, schema = CommandLoader("record_attendance"), schema_for("record_attendance")
+    for data in inputs + inputs:  # every input a second time: answered from memory if valid
+        try:
+            expected: object = dict(schema.load(dict(data)))
+        except ValidationError as invalid:
+            expected = invalid.normalized_messages()
+        try:
+            loaded: object = loader.load(data)
+        except ValidationError as invalid:
+            loaded = invalid.normalized_messages()
+        assert loaded == expected
+
+
+def test_a_repeated_input_still_has_its_episode_and_command_ids_checked(app, clinician):
+    episode = admitted_episode(app, clinician, date(2026, 3, 2))
+    session = {"kind": "group", "minutes": 180, "format": "in-person", "effective_date": "2026-03-09"}
+    app.record_attendance(episode, clinician, command_id="first", **session)
+    with pytest.raises(InvalidCommand) as refused:
+        app.execute("record_attendance", {**session, "episode_id": "not-a-uuid", "command_id": "x" * 101},
+                    clinician)
+    assert set(refused.value.errors) == {"episode_id", "command_id"}
