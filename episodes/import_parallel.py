@@ -20,6 +20,7 @@ clock.  Workers ignore Ctrl-C: the importing process gets it and shuts them down
 
 from __future__ import annotations
 
+import gc
 import signal
 import time
 from collections import deque
@@ -31,6 +32,7 @@ from uuid import UUID
 
 from sqlalchemy.engine import Engine
 
+from episodes import garbage
 from episodes.import_decider import Decider, Planned
 from episodes.import_input import EpisodeHistory, ImportRejected
 from episodes.program import ProgramDefinition
@@ -225,6 +227,7 @@ def _start_worker(spec: StoreSpec, programs: Mapping[str, ProgramDefinition], ac
     # key, a database that does not answer) reaches the importing process.
     global _decider, _start_error
     forget_parent()
+    gc.set_threshold(*garbage.THRESHOLD)  # the process lives for the import (episodes.garbage)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the importing process stops the workers
     try:
         app = spec.open()

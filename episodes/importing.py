@@ -67,6 +67,7 @@ from eventsourcing.persistence import IntegrityError as StoreIntegrityError
 from episodes import integrity
 from episodes.bulk_insert import BulkInserter
 from episodes.errors import NotPermitted
+from episodes.garbage import fewer_collections
 from episodes.import_decider import Decider, Planned
 from episodes.import_input import (
     EpisodeHistory,
@@ -148,20 +149,22 @@ def import_episodes(
     if count:  # the threshold depends on how the workers would start
         large, batches = _look_ahead(batches, MIN_PARALLEL_COMMANDS[start_method(engine)])
     decider = Decider(app.mapper, app.clock, programs, actor, correlation_id)
-    pool = (DecidingPool(count, spec, programs, actor, correlation_id, decider, engine)
-            if large else None)
-    summary.workers = count if large else 0
-    try:
-        decided = pool.decided(batches) if pool is not None else _decided_here(decider, batches)
-        for skipped, planned in decided:
-            _write(writer, summary, skipped, planned, dry_run)
+    # Forked workers inherit the collector's settings (spawned ones set their own).
+    with fewer_collections():
+        pool = (DecidingPool(count, spec, programs, actor, correlation_id, decider, engine)
+                if large else None)
+        summary.workers = count if large else 0
+        try:
+            decided = pool.decided(batches) if pool is not None else _decided_here(decider, batches)
+            for skipped, planned in decided:
+                _write(writer, summary, skipped, planned, dry_run)
+                if pool is not None:
+                    summary.decided_by_workers = pool.histories_in_workers
+                if progress is not None:
+                    progress(summary)
+        finally:
             if pool is not None:
-                summary.decided_by_workers = pool.histories_in_workers
-            if progress is not None:
-                progress(summary)
-    finally:
-        if pool is not None:
-            pool.close()
+                pool.close()
     if summary.batches:
         writer.analyze()
     return summary

@@ -54,6 +54,7 @@ from sqlalchemy.schema import CreateTable
 
 from episodes import driver
 from episodes.application import Episodes
+from episodes.garbage import fewer_collections
 from episodes.workers import StoreSpec, start_method, worker_count
 from projections import tables
 from projections.projector import (
@@ -65,7 +66,7 @@ from projections.projector import (
 )
 from projections.rebuild_lock import RebuildAlreadyRunning, exclusive_rebuild
 from projections.rebuild_workers import run_pass
-from projections.stream_pass import PAGE_EVENTS, StreamPass, fewer_collections
+from projections.stream_pass import PAGE_EVENTS, StreamPass
 
 SECONDARY_INDEXES = tuple(index for table in tables.READ_MODELS for index in table.indexes)
 # Below this many events, the library's default (workers=None) passes the streams in this

@@ -37,8 +37,9 @@ from typing import Any
 from uuid import UUID
 
 from episodes.application import Episodes
+from episodes.garbage import fewer_collections
 from episodes.workers import StoreSpec, context, forget_parent
-from projections.stream_pass import StreamPass, fewer_collections
+from projections.stream_pass import StreamPass
 
 # More ranges than processes: one done early takes another, and at the end the others wait
 # for the last range at most (about 1/32 of the pass with two processes).  With 4 a process,

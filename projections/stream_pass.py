@@ -16,7 +16,6 @@ after every pass has written its rows.
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -189,27 +188,3 @@ def _stream_id_reader(dialect_name: str) -> Callable[[Any], UUID]:
     if dialect_name == "sqlite":
         return lambda value: UUID(bytes=bytes(value))
     return lambda value: value if isinstance(value, UUID) else UUID(str(value))
-
-
-@contextmanager
-def fewer_collections() -> Iterator[None]:
-    """Collect garbage less often during a pass, then as before.
-
-    The pass allocates a few dozen containers per event and keeps none beyond its page; with
-    the default thresholds a young collection runs every 700 allocations and the older ones
-    walk every object the application holds.  Those are frozen (left out of collections) and
-    young collections run every 50,000 allocations: a few percent of the time, memory still
-    bounded by the page.  (A process that froze objects itself keeps its own freeze: this one
-    then leaves freezing alone.)
-    """
-    threshold = gc.get_threshold()
-    freeze = gc.get_freeze_count() == 0
-    if freeze:
-        gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*threshold)
-        if freeze:
-            gc.unfreeze()
