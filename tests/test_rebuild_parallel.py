@@ -317,25 +317,39 @@ def test_the_rebuilding_process_and_its_workers_share_one_write_lock_on_sqlite_o
 
 
 def test_a_worker_that_dies_in_its_turn_fails_the_rebuild_while_the_others_wait(
-        sqlite_url, clock, monkeypatch):
+        sqlite_url, clock, monkeypatch, tmp_path):
     import signal
+    import time
     import traceback
 
     from episodes.bulk_rows import BulkInserter
     from projections import stream_pass
 
     app = ProjectedEpisodes(sqlite_url, clock=clock)
+    died = tmp_path / "worker-died"
     try:
         seed_demo(app, episodes=60, seed=4, today=date(2026, 5, 30))
-        write = BulkInserter.write
+        write, write_page = BulkInserter.write, stream_pass.StreamPass._write
 
         def dying_write(self, connection, prepared):
             if multiprocessing.current_process().name == "care-episodes-rebuild-1":
+                died.touch()
                 os.kill(os.getpid(), signal.SIGKILL)  # holding the passes' lock: never released
             write(self, connection, prepared)
 
+        def write_page_after_the_death(self, done):
+            # This process's pages wait for the worker's death, so that this process then
+            # waits for its turn (else, on a fast machine, it could be done with its ranges
+            # before the worker's first write, and find the death only when joining it).
+            deadline = time.monotonic() + 60
+            while multiprocessing.current_process().name == "MainProcess" and not died.exists() \
+                    and time.monotonic() < deadline:
+                time.sleep(0.01)
+            write_page(self, done)
+
         monkeypatch.setenv(START_METHOD_VARIABLE, "fork")  # the workers share this process's patches
         monkeypatch.setattr(BulkInserter, "write", dying_write)
+        monkeypatch.setattr(stream_pass.StreamPass, "_write", write_page_after_the_death)
         monkeypatch.setattr(stream_pass, "TURN_SECONDS", 60.0)
         with pytest.raises(RebuildWorkerFailed, match="exit code -9") as failed:
             Rebuild(app, workers=2, page_events=50).run()
