@@ -41,8 +41,8 @@ class CommandLoader:
     apart are validated on every load, by their own schema fields (the episode's id, and
     those :class:`episodes.validation_cache.CachedLoader` names); the rest is remembered from
     the first time it loaded.  An invalid input is never remembered, and gets every field's
-    error at once, as ``schema.load`` gives them.  (About 60% of the benchmark's commands are
-    repeats; a repeat costs ~7 µs instead of ~13: docs/performance.md.)
+    error at once, as ``schema.load`` gives them.  (The benchmark's commands, 62% of them
+    repeats, load in 7.5 µs an input on average instead of 13.3: docs/performance.md.)
     """
 
     def __init__(self, command: str):
