@@ -245,3 +245,21 @@ def test_the_drift_measures_chunks_for_the_time_given():
     # Check it went on for the time asked (not a time limit: a lower bound of the work done).
     assert time.perf_counter() - start >= 0.05
     assert found["chunks"] >= 4 and 0 < found["fastest_ms"] <= found["slowest_ms"]
+
+
+def test_the_imports_limit_is_measured_again_after_a_discarded_slice_on_postgresql(postgres_url):
+    """Right after a large import PostgreSQL writes at a fraction of its rate for a while: the
+    limit's second half comes after a slice of the same size, written and not counted."""
+    from benchmarks import raw
+    from benchmarks.backends import raw_connect
+
+    connection = raw_connect(postgres_url)
+    try:
+        raw.create_raw_table(connection)
+        payloads = [("episodes.events:SessionAttended", b'{"minutes": 180}')]
+        raw.settle(connection, payloads, 120)
+        written = connection.execute(f"SELECT count(*) FROM {raw.RAW_TABLE}").fetchone()[0]
+        assert written == 120
+        raw.drop_raw_table(connection)
+    finally:
+        connection.close()
