@@ -22,13 +22,7 @@ from eventsourcing.utils import get_topic
 
 from episodes import access, driver, encryption, history, integrity, preparation, rules, storage
 from episodes.clock import Clock, SystemClock, latest_clinical_date
-from episodes.command_input import (
-    check_may_record,
-    envelope_for,
-    load_command,
-    load_values,
-    schema_for,
-)
+from episodes.command_input import check_may_record, envelope_for, load_command, load_values
 from episodes.episode import Episode
 from episodes.errors import (
     ConflictError,
@@ -229,7 +223,7 @@ class Episodes(Application[UUID]):
         values = load_command(command, data)
         envelope = envelope_for(actor, values)
         effective_date: date = values.pop("effective_date") or self.clock.now().date()
-        if schema_for(command).creates_episode:
+        if SCHEMAS[command].creates_episode:
             return self._create(values, envelope, effective_date)
         return self._append(command, values.pop("episode_id"), values, envelope, effective_date)
 

@@ -215,21 +215,6 @@ def test_the_size_of_the_batches_changes_nothing_stored(sqlite_url, tmp_path, cl
         two.close()
 
 
-def test_an_import_collects_garbage_less_often_and_then_as_before(imported):
-    """The import runs with fewer collections (episodes.garbage): what the process held is
-    frozen, young collections every 50,000 allocations; afterwards every setting is back."""
-    import gc
-
-    from episodes import garbage
-
-    before = gc.get_threshold(), gc.get_freeze_count()
-    during = []
-    import_episodes(imported, workload.histories(5), actor=MIGRATION, batch_events=30,
-                    progress=lambda summary: during.append((gc.get_threshold(), gc.get_freeze_count())))
-    assert during and all(threshold == garbage.THRESHOLD and frozen > 0 for threshold, frozen in during)
-    assert (gc.get_threshold(), gc.get_freeze_count()) == before
-
-
 # ---------------------------------------------------------------- the audit trail
 
 
