@@ -90,3 +90,16 @@ def test_value_objects_decode_as_their_constructor_builds_them(app):
     with pytest.raises(ValueError) as raised:
         fast.decode(level)
     assert str(raised.value) == str(expected.value)
+
+
+def test_a_malformed_time_raises_the_mappers_own_error(app):
+    # Times are decoded by datetime.fromisoformat itself, without the transcoding's method.
+    fast = fast_mapper(app.mapper).transcoder
+    assert fast.decode(b'{"_type_":"datetime_iso","_data_":"2026-05-30T09:15:00.250000+00:00"}') == \
+        app.mapper.transcoder.decode(b'{"_type_":"datetime_iso","_data_":"2026-05-30T09:15:00.250000+00:00"}')
+    stored = b'{"_type_":"datetime_iso","_data_":"the 30th of May"}'
+    with pytest.raises(ValueError) as expected:
+        app.mapper.transcoder.decode(stored)
+    with pytest.raises(ValueError) as raised:
+        fast.decode(stored)
+    assert str(raised.value) == str(expected.value)
