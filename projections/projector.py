@@ -45,20 +45,29 @@ class AlreadyApplied(Exception):
 
 def drop_read_models(connection: Connection) -> None:
     """Drop every read model in the caller's transaction (see :meth:`Projector.drop_tables`)."""
-    sqlite = connection.dialect.name == "sqlite"
-    if sqlite:
-        was = connection.exec_driver_sql("PRAGMA secure_delete").scalar()
-        connection.exec_driver_sql("PRAGMA secure_delete=FAST")
-    try:
-        if sqlite:
+    with freed_pages_not_zeroed(connection):
+        if connection.dialect.name == "sqlite":
             tables.metadata.drop_all(connection)
+            tables.rebuild_metadata.drop_all(connection)  # what an interrupted rebuild left
         else:  # drop_all sends a look-up and a DROP a table: 10 ms on PostgreSQL, this 3
             quote = connection.dialect.identifier_preparer.format_table
             connection.exec_driver_sql("DROP TABLE IF EXISTS " + ", ".join(
                 quote(table) for table in reversed(tables.metadata.sorted_tables)))
-    finally:
-        if sqlite:  # the pooled connection goes back as it came
-            connection.exec_driver_sql(f"PRAGMA secure_delete={int(was)}")
+
+
+@contextmanager
+def freed_pages_not_zeroed(connection: Connection) -> Iterator[None]:
+    """SQLite: ``secure_delete=FAST`` while dropping tables whose content the events keep
+    anyway (see :meth:`Projector.drop_tables`); the connection's setting restored after."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    was = connection.exec_driver_sql("PRAGMA secure_delete").scalar()
+    connection.exec_driver_sql("PRAGMA secure_delete=FAST")
+    try:
+        yield
+    finally:  # the pooled connection goes back as it came
+        connection.exec_driver_sql(f"PRAGMA secure_delete={int(was)}")
 
 
 class Projector:

@@ -66,7 +66,7 @@ from projections.projector import (
 )
 from projections.rebuild_lock import RebuildAlreadyRunning, exclusive_rebuild
 from projections.rebuild_workers import run_pass
-from projections.stream_pass import PAGE_EVENTS, StreamPass
+from projections.stream_pass import PAGE_EVENTS, StreamPass, create_audit_staging, move_staged_audit
 
 SECONDARY_INDEXES = tuple(index for table in tables.READ_MODELS for index in table.indexes)
 # Below this many events, the library's default (workers=None) passes the streams in this
@@ -154,10 +154,15 @@ class Rebuild:
             # rebuild at 1,000 episodes on PostgreSQL.
             for table in tables.metadata.sorted_tables:
                 connection.execute(CreateTable(table))
+            if not postgresql:
+                create_audit_staging(connection)
             connection.execute(self._start, {"position": 0})
             connection.execute(self._mark, {"snapshot": snapshot})
             started = _server_started(connection)
         applied = self._pass(snapshot, progress)
+        if not postgresql:
+            with driver.transaction(self.engine) as connection:
+                move_staged_audit(connection)
         # The secondary indexes (on PostgreSQL after each table's VACUUM (ANALYZE)), side by
         # side where that helps, the marker still standing: a crash before the next
         # transaction leaves an interrupted rebuild.

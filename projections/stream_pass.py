@@ -8,7 +8,9 @@ streams whose id is in ``[low, high)``, up to the rebuild's snapshot, in pages o
 stream once (:mod:`projections.streams`), and writes the rows of the streams a page completed
 in one transaction (:class:`episodes.bulk_rows.BulkInserter`; COPY on PostgreSQL).  Memory
 holds one page of events, the rows of the streams it completed, and the one stream that
-continues into the next page.
+continues into the next page.  On SQLite the audit rows go to ``rm_audit_staging``
+(``projections.tables.audit_staging``), which the rebuild moves into ``rm_audit`` in position
+order once every pass is done.
 
 The pass never touches the tracking row: the rebuild says the read models are current only
 after every pass has written its rows.
@@ -22,13 +24,15 @@ from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, bindparam, select, tuple_
+from sqlalchemy import Connection, bindparam, insert, select, tuple_
+from sqlalchemy.schema import CreateTable, DropTable
 
 from episodes import driver
 from episodes.application import Episodes
 from episodes.bulk_rows import BulkInserter
 from projections import tables
 from projections.decoding import fast_event_decoder
+from projections.projector import freed_pages_not_zeroed
 from projections.streams import EpisodeStream, ProgramStream, Rows, stream_for
 
 PAGE_EVENTS = 2_000  # events read (and rows written) per transaction: ~15 MiB of memory
@@ -71,8 +75,11 @@ class StreamPass:
         # converted here once a stream instead of once a row.
         self._pages = {False: driver.Prepared(page, dialect), True: driver.Prepared(bounded, dialect)}
         self._stream_id = _stream_id_reader(dialect.name)
-        self._inserts = {name: BulkInserter(getattr(tables, name)) for name in WRITE_ORDER}
         self._sqlite = dialect.name == "sqlite"
+        targets = {name: getattr(tables, name) for name in WRITE_ORDER}
+        if self._sqlite:  # appended, then moved into rm_audit in position order (Rebuild)
+            targets["audit"] = tables.audit_staging
+        self._inserts = {name: BulkInserter(table) for name, table in targets.items()}
         self.write_lock = write_lock
         self.waiting = waiting
 
@@ -180,6 +187,24 @@ class StreamPass:
         finally:
             if acquired:
                 lock.release()
+
+
+def create_audit_staging(connection: Connection) -> None:
+    """SQLite: the table a pass appends the audit rows to (``tables.audit_staging``), created
+    with the read models before any pass runs."""
+    connection.execute(CreateTable(tables.audit_staging))
+
+
+def move_staged_audit(connection: Connection) -> None:
+    """SQLite, once every pass is done: the staged audit rows moved into ``rm_audit`` in
+    position order (one sort and one append, in SQLite), the staging table dropped (its freed
+    pages left as they are: see ``Projector.drop_tables``), in the caller's transaction."""
+    staging = tables.audit_staging
+    connection.execute(insert(tables.audit).from_select(
+        [column.name for column in staging.columns],
+        select(*staging.columns).order_by(staging.c.position)))
+    with freed_pages_not_zeroed(connection):
+        connection.execute(DropTable(staging))
 
 
 def _stream_id_reader(dialect_name: str) -> Callable[[Any], UUID]:

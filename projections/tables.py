@@ -208,6 +208,22 @@ audit = Table(
 
 READ_MODELS = (programs, episodes, periods, sessions, outcomes, authorizations, audit)
 
+# A SQLite rebuild's audit rows as its passes write them, stream by stream (projections.rebuild).
+# rm_audit's rows are stored in position order (the position is the rowid), and the events of
+# one stream lie all over the log wherever a clinic records day by day, so rows written stream
+# by stream would land on every page of the table, over and over: a 10,000-episode log whose
+# episodes were recorded side by side wrote 284,000 pages to the write-ahead log in its rebuild
+# against 61,000 for the same events imported episode by episode (docs/performance.md).
+# Appended here instead (no key: the rowid follows the writes), then moved into rm_audit in
+# position order once every pass is done, and dropped.  Only a rebuild creates it.
+rebuild_metadata = MetaData()
+audit_staging = Table(
+    "rm_audit_staging",
+    rebuild_metadata,
+    *(Column(column.name, column.type, nullable=column.nullable, info=column.info)
+      for column in audit.columns),
+)
+
 # The columns a query filters, joins, orders or groups a table by (projections/queries): the
 # ones whose values' statistics a plan uses (of the others, the planner takes a default width
 # where it sizes a sort).  Where a table is listed, the PostgreSQL rebuild's closing ANALYZE

@@ -143,9 +143,11 @@ def test_an_interrupted_rebuild_claims_nothing_and_a_second_one_completes(sqlite
 
         with pytest.raises(PowerCut):
             rebuild(app, page_events=20, progress=cut_after_two_pages)
-        # Two pages of rows were committed, yet nothing claims to be current.
+        # Two pages of rows were committed, yet nothing claims to be current.  (On SQLite the
+        # audit rows wait in their staging table until every pass is done.)
         projector = Projector(app)
-        assert 0 < count(app, tables.audit) < events_in(app)
+        assert 0 < count(app, tables.audit_staging) < events_in(app)
+        assert count(app, tables.audit) == 0
         assert projector.position() == 0
         assert projector.lag() == events_in(app)
         assert interrupted(app)
@@ -154,6 +156,7 @@ def test_an_interrupted_rebuild_claims_nothing_and_a_second_one_completes(sqlite
         assert not interrupted(app)
         assert dump(app) == expected
         with app.recorder.datastore.engine.connect() as connection:
+            assert not connection.dialect.has_table(connection, tables.audit_staging.name)
             marker = connection.execute(
                 select(tables.tracking.c.position).where(tables.tracking.c.projection == REBUILDING)
             ).first()

@@ -14,7 +14,7 @@ from uuid import UUID
 import pytest
 from click.testing import CliRunner
 
-from episodes import Episodes
+from episodes import Episodes, driver
 from episodes.demo import seed_demo
 from episodes.encryption import cipher_environment
 from episodes.workers import START_METHOD_VARIABLE
@@ -134,7 +134,7 @@ def test_an_interruption_of_the_rebuilding_process_stops_the_workers(sqlite_url,
             rebuild(app, workers=2, page_events=5, progress=cut_after_twenty_pages)
         assert no_workers_left()
         assert interrupted(app) and Projector(app).position() == 0
-        assert 0 < count(app, tables.audit) < events_in(app)
+        assert 0 < count(app, tables.audit_staging) < events_in(app)  # (SQLite: staged first)
         assert rebuild(app, workers=2, page_events=5) == events_in(app)
         assert not interrupted(app) and count(app, tables.audit) == events_in(app)
     finally:
@@ -229,7 +229,7 @@ class RecordingLock:
 
 def test_on_sqlite_the_passes_write_only_in_their_turn(sqlite_url, clock, clinician, monkeypatch):
     from episodes.bulk_rows import BulkInserter
-    from projections.stream_pass import StreamPass
+    from projections.stream_pass import StreamPass, create_audit_staging, move_staged_audit
 
     app = ProjectedEpisodes(sqlite_url, clock=clock)
     try:
@@ -250,7 +250,11 @@ def test_on_sqlite_the_passes_write_only_in_their_turn(sqlite_url, clock, clinic
         monkeypatch.setattr(BulkInserter, "prepare", prepare_outside)
         Projector(app).drop_tables()
         Projector(app).create_tables()
+        with driver.transaction(app.recorder.datastore.engine) as connection:
+            create_audit_staging(connection)
         assert StreamPass(app, events_in(app), page_events=50, write_lock=lock).run() == events_in(app)
+        with driver.transaction(app.recorder.datastore.engine) as connection:
+            move_staged_audit(connection)
         # Check every table's rows were written holding the lock, a turn a page of streams,
         # and their values bound before it was taken (the other passes wait for it).
         assert writes and all(writes)
@@ -272,7 +276,11 @@ def test_a_pass_whose_turn_does_not_come_goes_on_to_sqlites_own_lock(sqlite_url,
         monkeypatch.setattr(stream_pass, "TURN_SECONDS", 0.01)
         Projector(app).drop_tables()
         Projector(app).create_tables()
+        with driver.transaction(app.recorder.datastore.engine) as connection:
+            stream_pass.create_audit_staging(connection)
         assert stream_pass.StreamPass(app, events_in(app), write_lock=lock).run() == events_in(app)
+        with driver.transaction(app.recorder.datastore.engine) as connection:
+            stream_pass.move_staged_audit(connection)
         # Check the rows were written all the same, and no turn was released that was not taken.
         assert dump(app) == inline and lock.released == 0
     finally:
