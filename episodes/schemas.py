@@ -63,6 +63,8 @@ class CommandSchema(Schema):
     class Meta:
         unknown = RAISE
 
+    # Validated on its own when the rest of an input repeats one loaded before
+    # (episodes.validation_cache.VALIDATED_EVERY_TIME): no schema-level rule may read it.
     effective_date = Date(required=True)
     reason = OptionalText(max_length=2000)
     command_id = OptionalText(max_length=100)

@@ -7,6 +7,7 @@ from datetime import date
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from marshmallow import ValidationError
 
 from episodes import InvalidCommand, NotPermitted, ReasonRequired
 from episodes.pathway import STEPS
@@ -246,6 +247,25 @@ def test_the_command_path_loads_every_input_as_its_schema_does(inputs):
         except ValidationError as invalid:
             loaded = invalid.normalized_messages()
         assert loaded == expected
+
+
+def test_the_same_session_on_another_day_is_answered_from_memory():
+    # A clinic records the same session every day: only the date (and the ids) change.
+    from episodes.command_input import CommandLoader
+
+    loader = CommandLoader("record_attendance")
+    session = {"kind": "group", "minutes": 180, "format": "in-person", "topic": "DBT skills"}
+    days = [date(2026, 3, day) for day in range(2, 7)]
+    loaded = [loader.load({**session, "effective_date": day.isoformat(), "command_id": f"c-{n}",
+                           "episode_id": "3b1f0d2e-5c1a-4c55-9d0e-8f7a6b5c4d3e"})
+              for n, day in enumerate(days)]
+    assert [values["effective_date"] for values in loaded] == days
+    assert [values["command_id"] for values in loaded] == [f"c-{n}" for n in range(5)]
+    assert loader.cached.hits == 4  # the first day loaded by the schema, the rest from memory
+    with pytest.raises(ValidationError) as refused:  # a repeat's date still checked
+        loader.load({**session, "effective_date": "2026-02-30",
+                     "episode_id": "3b1f0d2e-5c1a-4c55-9d0e-8f7a6b5c4d3e"})
+    assert refused.value.messages == {"effective_date": ["Not a valid date."]}
 
 
 def test_a_repeated_input_still_has_its_episode_and_command_ids_checked(app, clinician):
