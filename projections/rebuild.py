@@ -37,8 +37,8 @@ payloads are decoded by :func:`projections.decoding.fast_event_decoder`, the tab
 indexes are built once at the end instead of row by row, on SQLite the audit rows are staged
 and moved into ``rm_audit`` in log order before them (``projections.tables.audit_staging``:
 written stream by stream, they rewrote pages all over the table), and the garbage collector
-runs less often while millions of short-lived objects pass.  Worker processes take a few milliseconds
-to start where they are forked, about a second where they are spawned
+runs less often while millions of short-lived objects pass.  Worker processes take a few
+milliseconds to start where they are forked, about a second where they are spawned
 (:mod:`episodes.workers`), so by default a log smaller than :data:`PARALLEL_MIN_EVENTS` (for
 that way of starting) is passed in this process.
 """
