@@ -36,7 +36,7 @@ class CachedLoader:
     def __init__(self, schema_class: type[CommandSchema], max_entries: int = MAX_ENTRIES):
         episode_command = issubclass(schema_class, EpisodeCommandSchema)
         self.schema = schema_class(exclude=("episode_id",)) if episode_command else schema_class()
-        self.unique = {name: self.schema.fields[name] for name in VALIDATED_EVERY_TIME
+        self.every_time = {name: self.schema.fields[name] for name in VALIDATED_EVERY_TIME
                        if name in self.schema.fields}
         self.results: dict[tuple[Any, ...], dict[str, Any]] = {}
         self.max_entries = max_entries
@@ -44,19 +44,19 @@ class CachedLoader:
 
     def load(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """The typed values, as ``dict(schema.load(data))``; raises ``ValidationError``."""
-        key = plain_key(data, self.unique)
+        key = plain_key(data, self.every_time)
         known = self.results.get(key) if key is not None else None
         if known is None:
             values = dict(self.schema.load(data))
             if key is not None:
                 if len(self.results) >= self.max_entries:
                     self.results.clear()
-                self.results[key] = {k: v for k, v in values.items() if k not in self.unique}
+                self.results[key] = {k: v for k, v in values.items() if k not in self.every_time}
             return values
         self.hits += 1
         values = dict(known)
         errors = {}
-        for name, field in self.unique.items():
+        for name, field in self.every_time.items():
             try:
                 values[name] = field.deserialize(data.get(name, missing), name, data)
             except ValidationError as invalid:

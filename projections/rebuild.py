@@ -68,7 +68,13 @@ from projections.projector import (
 )
 from projections.rebuild_lock import RebuildAlreadyRunning, exclusive_rebuild
 from projections.rebuild_workers import run_pass
-from projections.stream_pass import PAGE_EVENTS, StreamPass, create_audit_staging, move_staged_audit
+from projections.stream_pass import (
+    PAGE_EVENTS,
+    StreamPass,
+    create_audit_staging,
+    move_staged_audit,
+    stages_audit,
+)
 
 SECONDARY_INDEXES = tuple(index for table in tables.READ_MODELS for index in table.indexes)
 # Below this many events, the library's default (workers=None) passes the streams in this
@@ -146,6 +152,7 @@ class Rebuild:
         self.restarted = interrupted(self.app)  # read under the lock: not a running rebuild's marker
         snapshot = self.app.recorder.max_notification_id() or 0
         postgresql = self.engine.dialect.name == "postgresql"
+        staged = stages_audit(self.engine.dialect)  # the audit rows, on SQLite
         # The old read models dropped and the new tables created in one transaction (SQLite:
         # BEGIN IMMEDIATE, without which the sqlite3 module commits each CREATE on its own),
         # so a failure leaves the old ones as they were, and no writer finds no tables.
@@ -156,13 +163,13 @@ class Rebuild:
             # rebuild at 1,000 episodes on PostgreSQL.
             for table in tables.metadata.sorted_tables:
                 connection.execute(CreateTable(table))
-            if not postgresql:
+            if staged:
                 create_audit_staging(connection)
             connection.execute(self._start, {"position": 0})
             connection.execute(self._mark, {"snapshot": snapshot})
             started = _server_started(connection)
         applied = self._pass(snapshot, progress)
-        if not postgresql:
+        if staged:
             with driver.transaction(self.engine) as connection:
                 move_staged_audit(connection)
         # The secondary indexes (on PostgreSQL after each table's VACUUM (ANALYZE)), side by

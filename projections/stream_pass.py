@@ -25,6 +25,7 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import Connection, bindparam, insert, select, tuple_
+from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import CreateTable, DropTable
 
 from episodes import driver
@@ -77,7 +78,7 @@ class StreamPass:
         self._stream_id = _stream_id_reader(dialect.name)
         self._sqlite = dialect.name == "sqlite"
         targets = {name: getattr(tables, name) for name in WRITE_ORDER}
-        if self._sqlite:  # appended, then moved into rm_audit in position order (Rebuild)
+        if stages_audit(dialect):  # appended, then moved into rm_audit in position order
             targets["audit"] = tables.audit_staging
         self._inserts = {name: BulkInserter(table) for name, table in targets.items()}
         self.write_lock = write_lock
@@ -187,6 +188,13 @@ class StreamPass:
         finally:
             if acquired:
                 lock.release()
+
+
+def stages_audit(dialect: Dialect) -> bool:
+    """Do the passes append the audit rows to ``tables.audit_staging`` (SQLite, whose
+    ``rm_audit`` keeps its rows in log order), for the rebuild to create it first and move them
+    into ``rm_audit`` after (:func:`create_audit_staging`, :func:`move_staged_audit`)?"""
+    return dialect.name == "sqlite"
 
 
 def create_audit_staging(connection: Connection) -> None:
