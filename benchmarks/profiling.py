@@ -1,14 +1,21 @@
 """Where one inline command spends its time: input for the optimisation work (not a figure).
 
-    python -m benchmarks.profiling [--backend sqlite|postgres] [--episodes N] [--commands K]
+    python -m benchmarks.profiling [--backend sqlite|postgres] [--episodes N] [--commands K] [--kept]
 
 Builds a database of N demo episodes (read models rebuilt), then records K sessions, each into
 another active episode, through :class:`projections.ProjectedEpisodes` (as the panel does):
-first timed without a profiler, then under a profiler: ``pyinstrument`` (sampling, little
-overhead) when it is installed, else ``cProfile`` (deterministic, but its overhead inflates
-code with many small calls).  Prints the time per command in each part of the command path
-(inclusive: a part contains the parts indented under it), the SQL statements one command
+first timed without a profiler, then K more under a profiler: ``pyinstrument`` (sampling,
+little overhead) when it is installed, else ``cProfile`` (deterministic, but its overhead
+inflates code with many small calls).  Prints the time per command in each part of the command
+path (inclusive: a part contains the parts indented under it), the SQL statements one command
 sends, and (cProfile) the functions with the most time of their own.
+
+Both runs take the same path.  By default each command is the process's first on its episode
+(a clinician recording for one patient after another in a panel that has just started): the
+episode is read and replayed from the store.  With ``--kept``, each episode has had one
+session recorded by the same process first (untimed), so every command decides on the copy
+the process kept (``episodes/recent.py``): the path of the ``commands`` figure, where each
+demo episode is recorded command after command.
 
 pyinstrument is not a dependency: ``.venv/bin/pip install pyinstrument`` to use it.
 """
@@ -47,7 +54,7 @@ def _parts() -> tuple[list[tuple[int, str, Callable[..., Any]]], list[tuple[str,
 
     path = [
         (0, "the whole command (Episodes.execute)", Episodes.execute),
-        (1, "validate the input (marshmallow schema)", command_input.load_values),
+        (1, "validate the input (marshmallow schema, or remembered)", command_input.load_command),
         (1, "lock the stream (PostgreSQL advisory lock)", StreamWriter.lock_stream),
         # A kept copy is decided on unchecked (episodes/recent.py): these run only without one,
         # for a shared stream, or when the kept copy turned out stale.
@@ -64,7 +71,10 @@ def _parts() -> tuple[list[tuple[int, str, Callable[..., Any]]], list[tuple[str,
         (2, "fold the episode (cache, else replay)", Projector._fold),
         (2, "write the episode row and fact rows", Projector._write_episode),
         (2, "close / open status periods", Projector._write_periods),
-        (1, "COMMIT (when the command's transaction ends)", Connection.commit),
+        # SQLite commits on the driver's connection (episodes.driver.transaction), PostgreSQL (and
+        # SQLite after a SQLAlchemy statement in the transaction) through SQLAlchemy.
+        (1, "COMMIT through the driver (SQLite)", driver._commit),
+        (1, "COMMIT through SQLAlchemy (PostgreSQL)", Connection.commit),
     ]
     anywhere = [
         ("decode a stored event (mapper.to_domain_event)",
@@ -141,6 +151,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--episodes", type=int, default=500)
     parser.add_argument("--commands", type=int, default=100)
+    parser.add_argument("--kept", action="store_true",
+                        help="profile commands on episodes the process kept (the commands figure's path)")
     parser.add_argument("--profiler", choices=("pyinstrument", "cprofile"),
                         default="pyinstrument" if _has_pyinstrument() else "cprofile")
     args = parser.parse_args(argv)
@@ -152,19 +164,18 @@ def main(argv: list[str] | None = None) -> None:
         app = ProjectedEpisodes(url, clock=workload.bench_clock())
         ids = active_episodes(app)
         k = min(args.commands, len(ids))
+        visit = "a session recorded by this process before each" if args.kept else "a first visit each"
         print(f"{backend.describe()}; {args.episodes} demo episodes, "
-              f"{app.recorder.max_notification_id()} events; {k} commands into {k} active episodes")
-        start = time.perf_counter()
-        record_sessions(app, ids, k, 0)
-        plain_ms = (time.perf_counter() - start) * 1000 / k
-        app.projector._cache.clear()  # each profiled command is a first visit, like the timed ones
+              f"{app.recorder.max_notification_id()} events; {k} commands into {k} active episodes, "
+              f"{visit}")
+        app, plain_ms = _timed(app, url, ids, k, args.kept)
         statements = StatementCounter(app.recorder.datastore.engine)  # type: ignore[attr-defined]
         if args.profiler == "pyinstrument":
             from pyinstrument import Profiler
 
             sampler = Profiler(interval=0.001)
             sampler.start()
-            record_sessions(app, ids, k, k)
+            record_sessions(app, ids, k, 3 * k)
             sampler.stop()
             measured: Callable[[Callable[..., Any]], tuple[float, float | None]] = \
                 _sampled(sampler.last_session.root_frame(), k)
@@ -172,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             profiler = cProfile.Profile()
             profiler.enable()
-            record_sessions(app, ids, k, k)
+            record_sessions(app, ids, k, 3 * k)
             profiler.disable()
             measured = _traced(profiler, k)
         app.close()
@@ -183,6 +194,24 @@ def main(argv: list[str] | None = None) -> None:
     if profiler is not None:
         print("\nfunctions with the most time of their own:")
         pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
+
+
+def _timed(app: ProjectedEpisodes, url: str, ids: dict[UUID, date], k: int,
+           kept: bool) -> tuple[ProjectedEpisodes, float]:
+    """Record k sessions without a profiler (ms a command), and return the application the
+    profiled commands then run on, in the same state: with ``kept``, a session recorded on
+    each episode beforehand (untimed), so the timed and the profiled commands all find the copy
+    this process kept; without, a fresh application for the profiled run, so its commands
+    too are each the process's first on their episode (read and replayed from the store)."""
+    if kept:
+        record_sessions(app, ids, k, 0)
+    start = time.perf_counter()
+    record_sessions(app, ids, k, k)
+    plain_ms = (time.perf_counter() - start) * 1000 / k
+    if not kept:
+        app.close()
+        app = ProjectedEpisodes(url, clock=workload.bench_clock())
+    return app, plain_ms
 
 
 def _has_pyinstrument() -> bool:

@@ -194,6 +194,32 @@ def test_the_statement_floor_replays_what_the_commands_sent(capsys):
     assert "through sqlite3 alone:" in printed and "best this schema allows" in printed
 
 
+def _profiled_calls(printed: str, label: str) -> float:
+    """The calls a command of a part of the command path, as `benchmarks.profiling` printed them."""
+    line = next(line for line in printed.splitlines() if line.strip().startswith(label))
+    return float(line.split()[-1])
+
+
+@pytest.mark.parametrize("kept", [False, True], ids=["first-visit", "kept"])
+def test_the_profile_follows_the_path_the_timed_commands_took(capsys, kept):
+    from benchmarks import profiling
+
+    profiling.main(["--episodes", "30", "--commands", "3", "--profiler", "cprofile",
+                    *(["--kept"] if kept else [])])
+    printed = capsys.readouterr().out
+    assert "; 3 commands into 3 active episodes" in printed
+    # Every command's input is validated (from memory or not), and on SQLite commits through
+    # the driver only when no SQLAlchemy statement ran in its transaction: the kept path.
+    assert _profiled_calls(printed, "validate the input") == 1
+    # A first visit reads the episode from the store and replays it; a kept one does neither.
+    assert _profiled_calls(printed, "replay the stream") == (0 if kept else 1)
+    decoded = _profiled_calls(printed, "decode a stored event")  # events replayed a command
+    assert decoded == 0 if kept else decoded >= 2
+    commits = (_profiled_calls(printed, "COMMIT through the driver"),
+               _profiled_calls(printed, "COMMIT through SQLAlchemy"))
+    assert sum(commits) == 1 and (commits[0] == 1) == kept
+
+
 def test_two_checkouts_are_timed_in_turn(capsys):
     from benchmarks import compare
 
