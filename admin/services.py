@@ -20,8 +20,9 @@ class Services:
     reads: ReadModels
     users: UserStore
     access: AccessLog
-    # Decodes stored events to the same events as episodes.mapper, faster (an episode page
-    # decodes its whole history): projections.decoding.fast_mapper, built once.
+    # Decodes stored events to the same events as episodes.mapper, as fast as it can (an
+    # episode page decodes its whole history): projections.decoding.fast_mapper, built once;
+    # the application's own mapper unless a TRANSCODER_TOPIC configures another JSON transcoder.
     history_mapper: Mapper[UUID]
 
     def close(self) -> None:

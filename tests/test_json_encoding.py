@@ -1,7 +1,8 @@
 """The application's JSON encoder (``episodes.json_encoding``) writes exactly the bytes of
 eventsourcing's stock ``JSONTranscoder``: on every event the demo records, on generated values
 of every kind an event can hold, and, by handing them to the stock encoder, on what it does not
-know (the same bytes, or the same error)."""
+know (the same bytes, or the same error).  Its decoder (``episodes.json_decoding``) reads them
+back to the same values, or raises the same error."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from eventsourcing.persistence import (
     Transcoding,
     UUIDAsHex,
 )
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from episodes.demo import seed_demo
@@ -162,8 +163,11 @@ def test_other_libraries_transcodings_are_written_as_the_stock_encoder_writes_th
 def test_a_transcoding_registered_after_use_is_used():
     _, fast = transcoders()
     assert encoded(fast, Money(1)) is encoded(STOCK, Money(1))
+    stored = b'{"_type_":"money","_data_":{"units":1,"cents":{"_type_":"decimal_str","_data_":"1"},"of":[101]}}'
+    assert decoded(fast, stored) == decoded(STOCK, stored)  # not registered: the same error
     fast.register(MoneyAsParts())
-    assert fast.encode(Money(101)) == b'{"_type_":"money","_data_":{"units":1,"cents":{"_type_":"decimal_str","_data_":"1"},"of":[101]}}'
+    assert fast.encode(Money(101)) == stored
+    assert fast.decode(stored).cents == 101
 
 
 def test_another_configured_transcoder_is_kept():
@@ -176,3 +180,43 @@ def test_another_configured_transcoder_is_kept():
     fast = faster(stock)
     assert type(fast) is FastJSONTranscoder
     assert fast.types == stock.types and fast.names == stock.names
+
+
+def decoded(transcoder: JSONTranscoder, data: bytes) -> tuple[str, type] | tuple[type[BaseException], str]:
+    """What ``transcoder`` reads from ``data``, as something to compare: its ``repr`` (which
+    shows every nested value's type too) and type, or the error's type and message."""
+    try:
+        value = transcoder.decode(data)
+    except Exception as error:  # noqa: BLE001 - the error is what is compared
+        return type(error), str(error)
+    return repr(value), type(value)
+
+
+def test_the_application_reads_every_stored_event_as_the_stock_decoder_does(app, clinician, clock):
+    record_a_varied_history(app, clinician, clock)
+    seed_demo(app, episodes=12, seed=5, today=date(2026, 5, 30))
+    for event in app.recorder.select_notifications(start=1, limit=100_000):
+        assert decoded(app.mapper.transcoder, event.state) == decoded(STOCK, event.state)
+
+
+@given(values)
+@settings(max_examples=500, deadline=None)
+def test_any_value_an_event_can_hold_is_read_back_as_the_stock_decoder_reads_it(value):
+    data = encoded(STOCK, value)
+    assume(isinstance(data, bytes))  # (what cannot be written is never read)
+    assert decoded(FAST, data) == decoded(STOCK, data)
+
+
+@pytest.mark.parametrize("data", [
+    b'{"_type_":"no such type","_data_":1}',  # not registered
+    b'{"_type_":"date","_data_":"the 30th of May"}', b'{"_type_":"date","_data_":20260530}',
+    b'{"_type_":"datetime_iso","_data_":"noon"}',
+    b'{"_type_":"enum:ActorRole","_data_":"surgeon"}', b'{"_type_":"enum:ActorRole","_data_":["admin"]}',
+    b'{"_type_":"envelope","_data_":{"actor_id":"a"}}',  # a field missing
+    b'{"_type_":"diagnosis","_data_":{"code":"F33.1","category":{"_type_":"enum:DiagnosisCategory","_data_":"mental-health"},"display":"","system":"x","extra":1}}',
+    b'{"_type_":"date","_data_":"2026-05-30","note":1}',  # three keys: a plain object
+    b'{"_type_":"date"}', b'{"_data_":"2026-05-30","x":1}',
+    b'[{"_type_":"uuid_hex","_data_":"0123456789abcdef0123456789abcdef"}, {"_type_":"decimal_str","_data_":"1.50"}]',
+])
+def test_what_the_lean_decoder_is_given_reads_as_the_stock_decoder_reads_it(data):
+    assert decoded(FAST, data) == decoded(STOCK, data)
