@@ -26,6 +26,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import Mapper, Notification, StoredEvent
 from sqlalchemy import Connection, bindparam, insert, select
+from sqlalchemy.exc import NoResultFound
 
 from episodes import driver, integrity, storage
 
@@ -79,6 +80,11 @@ class StreamWriter:
         self._insert_event = driver.Prepared(
             insert_event, prepare, ["originator_id", "originator_version", "topic", "state"]
         )
+        # The stream's reads too (a command on an episode it keeps no copy of replays it): through
+        # SQLAlchemy, the result's set-up and its rows' processing cost as much as the reading.
+        self._stream_rows = driver.Prepared(self._select_stream, prepare)
+        self._stream_rows_up_to = driver.Prepared(self._select_stream_up_to, prepare)
+        self._one_row = driver.Prepared(self._select_one, prepare)
         self._select_head = driver.Prepared(
             select(heads.c.version, heads.c.digest).where(heads.c.stream_id == bindparam("stream_id")), prepare
         )
@@ -107,16 +113,20 @@ class StreamWriter:
     def stream(self, connection: Connection, stream_id: UUID, up_to: int | None = None) -> list[StoredEvent]:
         """A stream (up to a version), read in the caller's transaction."""
         if up_to is None:
-            rows = connection.execute(self._select_stream, {"stream_id": stream_id})
+            prepared, values = self._stream_rows, {"stream_id": stream_id}
         else:
-            rows = connection.execute(self._select_stream_up_to, {"stream_id": stream_id, "up_to": up_to})
+            prepared, values = self._stream_rows_up_to, {"stream_id": stream_id, "up_to": up_to}
+        rows = driver.fetch_all(connection, prepared, driver.execute(connection, prepared, values))
         return [StoredEvent(stream_id, version, topic, bytes(state)) for version, topic, state in rows]
 
     def event(self, connection: Connection, stream_id: UUID, version: int) -> Any:
         """One event of a stream, decoded, read in the caller's transaction."""
-        version_, topic, state = connection.execute(
-            self._select_one, {"stream_id": stream_id, "version": version}
-        ).one()
+        prepared = self._one_row
+        rows = driver.fetch_all(connection, prepared, driver.execute(
+            connection, prepared, {"stream_id": stream_id, "version": version}))
+        if not rows:  # (as SQLAlchemy's Result.one() would say it)
+            raise NoResultFound(f"stream {stream_id} has no event at version {version}")
+        version_, topic, state = rows[0]
         return self.mapper.to_domain_event(StoredEvent(stream_id, version_, topic, bytes(state)))
 
     def aggregate(self, connection: Connection, stream_id: UUID, version: int | None = None) -> Any:
