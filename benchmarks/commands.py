@@ -8,6 +8,14 @@ Limit: raw single-row INSERT transactions (``BEGIN``; ``INSERT``; ``COMMIT``) pe
 through the driver itself, with the payloads of the last 500 events the import stored (the
 long episode's, sessions mostly; about the size of the commands' own).
 
+``commands.first_visit`` (not one of the issue's figures, and no target): the same, where each
+command is a fresh application's first on its episode, so the episode is read from the store
+and replayed (what a panel pays after a restart, or where several server processes take turns
+at one episode): one group session into each of up to :data:`FIRST_VISITS` episodes, active or
+finished (a late entry, dated on the day of admission), of the imported ones and the commands'
+own (~22 events each on average; not the 500-event one), against the same limit measured
+interleaved with them.
+
 The two are measured interleaved, in slices: after every :data:`SLICE_SECONDS` of commands,
 the limit runs for :data:`LIMIT_SHARE` of that time.  These machines' speed drifts by a
 factor of up to two within seconds (docs/performance.md), so a limit measured for five
@@ -19,10 +27,13 @@ commands, divided by the seconds they took).
 
 from __future__ import annotations
 
+from typing import Any
+
 from benchmarks import raw, workload
 from benchmarks.context import Context
 from projections import ProjectedEpisodes
 
+FIRST_VISITS = 200  # episodes a fresh application records one session into
 SLICE_SECONDS = 0.05  # of commands between two slices of the limit
 LIMIT_SHARE = 0.5  # the limit's time, as a share of the commands' time
 
@@ -64,6 +75,7 @@ def run(ctx: Context) -> None:
             app.close()
         if limit.done == 0:  # fewer commands than one slice: the limit on its own
             limit.run(ctx.sizes.raw_seconds)
+        first_visits = _first_visits(ctx, raw.SingleRowTransactions(connection, payloads))
         raw.drop_raw_table(connection)
     finally:
         connection.close()
@@ -73,3 +85,29 @@ def run(ctx: Context) -> None:
     ctx.note("limit_seconds", round(limit.seconds, 2))
     ctx.note("limit_slices", between.slices)
     ctx.emit("commands", seeded.rate, "commands/s", limit.rate)
+    if first_visits is not None:
+        timed, first_limit = first_visits
+        ctx.note("first_visit_commands", timed.commands)
+        ctx.emit("commands.first_visit", timed.rate, "commands/s", first_limit.rate)
+
+
+def _first_visits(ctx: Context, limit: raw.SingleRowTransactions) -> tuple[workload.Timed, Any] | None:
+    """A session into each of up to FIRST_VISITS admitted episodes, each a fresh application's
+    first command on it, the limit interleaved; None where no episode was admitted."""
+    app = ProjectedEpisodes(ctx.main_url, clock=workload.bench_clock())
+    try:
+        admitted = workload.active_episodes(app, ("active", "finished"))
+        admitted.pop(ctx.long_episode, None)  # (its 500 events would be a tenth of the figure)
+        if not admitted:
+            ctx.log("no admitted episode: commands.first_visit not measured")
+            return None
+        count = min(FIRST_VISITS, len(admitted))
+        ctx.log(f"recording a session into {count} admitted episodes, each the first command of a "
+                "fresh application on it, the raw limit interleaved")
+        timed = workload.Timed(app, Interleaved(limit))
+        workload.record_sessions(timed, admitted, count, 0, prefix="bench-first-visit")
+    finally:
+        app.close()
+    if limit.done == 0:
+        limit.run(ctx.sizes.raw_seconds)
+    return timed, limit

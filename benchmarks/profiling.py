@@ -37,9 +37,9 @@ from sqlalchemy import event
 from benchmarks import workload
 from benchmarks.backends import PostgresBackend, SQLiteBackend
 from benchmarks.rebuild import rebuild
-from episodes import Actor, ActorRole, Episodes, application, command_input, driver, integrity
+from episodes import Episodes, application, command_input, driver, integrity
 from episodes.episode import Episode
-from projections import ProjectedEpisodes, ReadModels, derive
+from projections import ProjectedEpisodes, derive
 from projections.projector import Projector
 
 PROFILE_DATABASE = "care_episodes_bench_profile"  # not the benchmark's: both can run at once
@@ -127,25 +127,6 @@ def build(url: str, episodes: int) -> None:
     rebuild(url)
 
 
-def active_episodes(app: ProjectedEpisodes) -> dict[UUID, date]:
-    """The active episodes (up to 500) and the day each was admitted on."""
-    reads = ReadModels(app)
-    page = reads.episodes(status="active", page_size=500)
-    return {row.episode_id: row.admitted_on for row in page.rows}
-
-
-def record_sessions(app: ProjectedEpisodes, admitted: dict[UUID, date], count: int,
-                    start: int) -> None:
-    actor = Actor("clin-profile", ActorRole.CLINICIAN)
-    ids = list(admitted)
-    for n in range(start, start + count):
-        episode = ids[n % len(ids)]
-        app.execute("record_attendance", {
-            "episode_id": episode, "command_id": f"profile-{n}", "kind": "group", "minutes": 180,
-            "format": "in-person", "effective_date": admitted[episode],  # a day in treatment
-        }, actor)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profiling")
     parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
@@ -162,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
         url = backend.fresh("profile")
         build(url, args.episodes)
         app = ProjectedEpisodes(url, clock=workload.bench_clock())
-        ids = active_episodes(app)
+        ids = workload.active_episodes(app)
         k = min(args.commands, len(ids))
         visit = "a session recorded by this process before each" if args.kept else "a first visit each"
         print(f"{backend.describe()}; {args.episodes} demo episodes, "
@@ -175,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
 
             sampler = Profiler(interval=0.001)
             sampler.start()
-            record_sessions(app, ids, k, 3 * k)
+            workload.record_sessions(app, ids, k, 3 * k)
             sampler.stop()
             measured: Callable[[Callable[..., Any]], tuple[float, float | None]] = \
                 _sampled(sampler.last_session.root_frame(), k)
@@ -183,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             profiler = cProfile.Profile()
             profiler.enable()
-            record_sessions(app, ids, k, 3 * k)
+            workload.record_sessions(app, ids, k, 3 * k)
             profiler.disable()
             measured = _traced(profiler, k)
         app.close()
@@ -204,9 +185,9 @@ def _timed(app: ProjectedEpisodes, url: str, ids: dict[UUID, date], k: int,
     this process kept; without, a fresh application for the profiled run, so its commands
     too are each the process's first on their episode (read and replayed from the store)."""
     if kept:
-        record_sessions(app, ids, k, 0)
+        workload.record_sessions(app, ids, k, 0)
     start = time.perf_counter()
-    record_sessions(app, ids, k, k)
+    workload.record_sessions(app, ids, k, k)
     plain_ms = (time.perf_counter() - start) * 1000 / k
     if not kept:
         app.close()

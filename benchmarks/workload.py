@@ -23,6 +23,7 @@ from uuid import UUID
 from episodes import Actor, ActorRole, Episodes, FixedClock, Receipt, demo
 from episodes.demo import PROGRAMS, seed_demo
 from episodes.importing import EpisodeHistory, ImportCommand, episode_id_for
+from projections import ReadModels
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)  # the demo counts its dates back from here
 HISTORY_SEED = 7  # the historical episodes (bulk import)
@@ -173,6 +174,29 @@ def _runner(app: Episodes) -> Any:
         return app.execute(command, data, LONG_ACTOR)
 
     return run
+
+
+def active_episodes(app: Episodes, statuses: tuple[str, ...] = ("active",)) -> dict[UUID, date]:
+    """Episodes in these statuses (up to 500 of each, by the read models) and the day each was
+    admitted on: a day a session may be recorded on, late where the episode is finished."""
+    reads = ReadModels(app)
+    pages = [reads.episodes(status=status, page_size=500) for status in statuses]
+    return {row.episode_id: row.admitted_on for page in pages for row in page.rows if row.admitted_on}
+
+
+def record_sessions(app: Any, admitted: dict[UUID, date], count: int, start: int,
+                    prefix: str = "profile") -> None:
+    """``count`` group sessions, one an episode in turn (``admitted``: episode id -> a day in
+    treatment, its admission), command ids ``{prefix}-{n}`` from ``n = start``; ``app``: an
+    application or anything with its ``execute`` (a :class:`Timed`)."""
+    actor = Actor("clin-profile", ActorRole.CLINICIAN)
+    ids = list(admitted)
+    for n in range(start, start + count):
+        episode = ids[n % len(ids)]
+        app.execute("record_attendance", {
+            "episode_id": episode, "command_id": f"{prefix}-{n}", "kind": "group", "minutes": 180,
+            "format": "in-person", "effective_date": admitted[episode],  # a day in treatment
+        }, actor)
 
 
 def stream_lengths(app: Episodes, episode_ids: tuple[UUID, ...]) -> dict[UUID, int]:

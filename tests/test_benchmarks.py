@@ -25,7 +25,7 @@ from benchmarks.runner import run_backend
 ROOT = Path(__file__).resolve().parent.parent
 KEYS = {"name", "backend", "value", "unit", "limit", "ratio"}
 SQLITE_FIGURES = {
-    "commands", "bulk_import", "rebuild",
+    "commands", "commands.first_visit", "bulk_import", "rebuild",
     "panel.list.median", "panel.list.p95", "panel.episode.median", "panel.episode.p95",
     "panel.episode_long.median", "panel.episode_long.p95",
     "panel.audit_export.median", "panel.audit_export.p95",
@@ -85,7 +85,9 @@ def test_a_quick_run_is_200_episodes_and_the_rest_follows_from_n():
 
 def test_a_tiny_run_on_sqlite_prints_every_figure_as_one_json_line():
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--json", "--backend", "sqlite", "--episodes", "5",
+        # (8 episodes: the fewest whose demo histories admit one, besides the long episode, for
+        # commands.first_visit to record into)
+        [sys.executable, "-m", "benchmarks", "--json", "--backend", "sqlite", "--episodes", "8",
          "--long-episode", "12", "--repeats", "3", "--raw-seconds", "0.2"],
         cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
     )
@@ -101,7 +103,7 @@ def test_a_tiny_run_on_sqlite_prints_every_figure_as_one_json_line():
         assert figure["value"] > 0 and figure["limit"] > 0, figure
         assert figure["ratio"] == pytest.approx(expected_ratio(figure), rel=1e-3), figure
     # Check the units name what was measured.
-    assert found["commands"]["unit"] == "commands/s"
+    assert found["commands"]["unit"] == found["commands.first_visit"]["unit"] == "commands/s"
     assert found["bulk_import"]["unit"] == found["rebuild"]["unit"] == "events/s"
     assert found["panel.audit_export.p95"]["unit"] == "ms"
     assert found["memory.rebuild"]["unit"] == "MiB"
