@@ -40,6 +40,11 @@ class RecentEpisodes:
         self._shared: OrderedDict[UUID, None] = OrderedDict()  # streams others write too
         self._lock = threading.Lock()
 
+    def holds(self, stream_id: UUID) -> bool:
+        """Is anything kept of the stream (to be checked by :meth:`take`)?  A hint only: another
+        thread may put or take its entry the moment after."""
+        return stream_id in self._entries
+
     def take(self, stream_id: UUID, head: Head | None) -> Any | None:
         """The aggregate at ``head``, if one is kept exactly there; it is no longer kept."""
         with self._lock:

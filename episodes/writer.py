@@ -40,6 +40,15 @@ class Head:
 
 
 @dataclass(frozen=True)
+class QueuedStream:
+    """The read of a stream, sent (:meth:`StreamWriter.queue_stream`), its rows not yet fetched."""
+
+    stream_id: UUID
+    prepared: driver.Prepared
+    cursor: Any
+
+
+@dataclass(frozen=True)
 class Appended:
     """An event as written: its notification id (position in the log) and its digest."""
 
@@ -112,11 +121,22 @@ class StreamWriter:
 
     def stream(self, connection: Connection, stream_id: UUID, up_to: int | None = None) -> list[StoredEvent]:
         """A stream (up to a version), read in the caller's transaction."""
+        return self.stream_read(connection, self.queue_stream(connection, stream_id, up_to))
+
+    def queue_stream(self, connection: Connection, stream_id: UUID, up_to: int | None = None) -> QueuedStream:
+        """Send the read of a stream (up to a version), in the caller's transaction, for
+        :meth:`stream_read`; on PostgreSQL it waits in the pipeline, and goes with the next
+        statement whose result is asked for."""
         if up_to is None:
             prepared, values = self._stream_rows, {"stream_id": stream_id}
         else:
             prepared, values = self._stream_rows_up_to, {"stream_id": stream_id, "up_to": up_to}
-        rows = driver.fetch_all(connection, prepared, driver.execute(connection, prepared, values))
+        return QueuedStream(stream_id, prepared, driver.execute(connection, prepared, values))
+
+    def stream_read(self, connection: Connection, queued: QueuedStream) -> list[StoredEvent]:
+        """The stored events of a read :meth:`queue_stream` sent."""
+        rows = driver.fetch_all(connection, queued.prepared, queued.cursor)
+        stream_id = queued.stream_id
         return [StoredEvent(stream_id, version, topic, bytes(state)) for version, topic, state in rows]
 
     def event(self, connection: Connection, stream_id: UUID, version: int) -> Any:

@@ -5,7 +5,8 @@ that loses one of the properties below would show there only as a slower run, ma
 properties themselves are tested, by counting, never by timing:
 
 * a command on an episode the application keeps sends a fixed set of statements, whatever the
-  episode's length, and never reads its stream back;
+  episode's length, and never reads its stream back; one on an episode it keeps nothing of
+  reads the stream once, sent with the head's read;
 * the panel's pages send as many statements for 30 episodes as for 3, and for a 60-event
   history as for a 10-event one (no statement per row shown);
 * on SQLite, the statements behind the list, the episode page and the audit export search the
@@ -129,6 +130,33 @@ def test_a_session_on_a_kept_episode_sends_the_same_statements_however_long_the_
     assert short == COMMAND_STATEMENTS[engine.dialect.name]
     # Check the episode was never read back: neither the stream nor the read models' copy.
     assert not any(name in ("SELECT care_episodes_events", "SELECT rm_episodes") for name in short)
+
+
+def test_a_first_command_on_an_episode_reads_its_stream_with_its_head(any_projected, database_url,
+                                                                     clock, clinician, monkeypatch):
+    """An application that keeps nothing of the episode (started since, or another process
+    wrote it last) replays its stream: the stream's read goes through the driver, sent just
+    before the head's, so on PostgreSQL both travel in one round trip."""
+    from projections import ProjectedEpisodes
+
+    episode = admitted_episode(any_projected, clinician, FIRST_DAY)
+    attend(any_projected, episode, clinician, FIRST_DAY + timedelta(days=3))
+    fresh = ProjectedEpisodes(database_url, clock=clock)
+    try:
+        with sent_on(fresh.recorder.datastore.engine, monkeypatch) as sent:
+            attend(fresh, episode, clinician, FIRST_DAY + timedelta(days=4))
+        names = sent.names()
+        # Check the replay read the stream once, sent right before the head's read, and that
+        # nothing else was added to the kept path's statements but those two reads.
+        assert names.count("SELECT care_episodes_events") == 1
+        assert names.index("SELECT care_episodes_heads") == names.index("SELECT care_episodes_events") + 1
+        assert len(names) == len(COMMAND_STATEMENTS[fresh.recorder.datastore.engine.dialect.name]) + 2
+        # Check the next command decides on the copy now kept: no read of the stream again.
+        with sent_on(fresh.recorder.datastore.engine, monkeypatch) as sent:
+            attend(fresh, episode, clinician, FIRST_DAY + timedelta(days=5))
+        assert "SELECT care_episodes_events" not in sent.names()
+    finally:
+        fresh.close()
 
 
 def test_a_change_of_status_reads_the_open_periods_with_the_append(any_projected, clinician,
