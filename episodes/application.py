@@ -325,16 +325,15 @@ class Episodes(Application[UUID]):
     def _current_episode(self, connection: Any, episode_id: UUID) -> tuple[Episode, Head]:
         """The episode at its stream's head: kept from this process's last command on it when
         that is still the head (checked against the heads table), else replayed."""
-        # Nothing kept of it: the stream will be read whatever the head says, so its read is
-        # sent first and goes with the head's (on PostgreSQL one round trip, not two).
-        queued = None if self._recent.holds(episode_id) else self.writer.queue_stream(connection, episode_id)
+        # Nothing kept: the stream is read anyway, so with the head (PostgreSQL: one round trip).
+        kept = self._recent.holds(episode_id)
+        queued = None if kept else self.writer.queue_stream(connection, episode_id)
         head = self.writer.head(connection, episode_id)
         episode = self._recent.take(episode_id, head)
         if episode is not None:
             assert head is not None
             return episode, head
-        stored = (self.writer.stream(connection, episode_id) if queued is None
-                  else self.writer.stream_read(connection, queued))
+        stored = self.writer.stream_read(connection, queued or self.writer.queue_stream(connection, episode_id))
         if not stored or stored[0].topic != get_topic(ReferralReceived):
             raise EpisodeNotFound(episode_id)
         episode = None
