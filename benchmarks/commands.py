@@ -27,8 +27,6 @@ commands, divided by the seconds they took).
 
 from __future__ import annotations
 
-from typing import Any
-
 from benchmarks import raw, workload
 from benchmarks.context import Context
 from projections import ProjectedEpisodes
@@ -91,7 +89,8 @@ def run(ctx: Context) -> None:
         ctx.emit("commands.first_visit", timed.rate, "commands/s", first_limit.rate)
 
 
-def _first_visits(ctx: Context, limit: raw.SingleRowTransactions) -> tuple[workload.Timed, Any] | None:
+def _first_visits(ctx: Context, limit: raw.SingleRowTransactions
+                  ) -> tuple[workload.Timed, raw.SingleRowTransactions] | None:
     """A session into each of up to FIRST_VISITS admitted episodes, each a fresh application's
     first command on it, the limit interleaved; None where no episode was admitted."""
     app = ProjectedEpisodes(ctx.main_url, clock=workload.bench_clock())
