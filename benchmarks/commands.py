@@ -95,7 +95,7 @@ def _first_visits(ctx: Context, limit: raw.SingleRowTransactions
     first command on it, the limit interleaved; None where no episode was admitted."""
     app = ProjectedEpisodes(ctx.main_url, clock=workload.bench_clock())
     try:
-        admitted = workload.active_episodes(app, ("active", "finished"))
+        admitted = workload.admitted_episodes(app, ("active", "finished"))
         admitted.pop(ctx.long_episode, None)  # (its 500 events would be a tenth of the figure)
         if not admitted:
             ctx.log("no admitted episode: commands.first_visit not measured")

@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
         url = backend.fresh("profile")
         build(url, args.episodes)
         app = ProjectedEpisodes(url, clock=workload.bench_clock())
-        ids = workload.active_episodes(app)
+        ids = workload.admitted_episodes(app)
         k = min(args.commands, len(ids))
         visit = "a session recorded by this process before each" if args.kept else "a first visit each"
         print(f"{backend.describe()}; {args.episodes} demo episodes, "

@@ -176,7 +176,7 @@ def _runner(app: Episodes) -> Any:
     return run
 
 
-def active_episodes(app: Episodes, statuses: tuple[str, ...] = ("active",)) -> dict[UUID, date]:
+def admitted_episodes(app: Episodes, statuses: tuple[str, ...] = ("active",)) -> dict[UUID, date]:
     """Episodes in these statuses (up to 500 of each, by the read models) and the day each was
     admitted on: a day a session may be recorded on, late where the episode is finished."""
     reads = ReadModels(app)

@@ -65,15 +65,6 @@ class StreamWriter:
         dialect = self.engine.dialect.name
         self._sqlite = dialect == "sqlite"
         heads = integrity.heads
-        self._select_stream = (
-            select(events.c.originator_version, events.c.topic, events.c.state)
-            .where(events.c.originator_id == bindparam("stream_id"))
-            .order_by(events.c.originator_version)
-        )
-        self._select_stream_up_to = self._select_stream.where(
-            events.c.originator_version <= bindparam("up_to")
-        )
-        self._select_one = self._select_stream.where(events.c.originator_version == bindparam("version"))
         self._select_notifications = (
             select(events.c.id, events.c.originator_id, events.c.originator_version, events.c.topic,
                    events.c.state)
@@ -91,9 +82,16 @@ class StreamWriter:
         )
         # The stream's reads too (a command on an episode it keeps no copy of replays it): through
         # SQLAlchemy, the result's set-up and its rows' processing cost as much as the reading.
-        self._stream_rows = driver.Prepared(self._select_stream, prepare)
-        self._stream_rows_up_to = driver.Prepared(self._select_stream_up_to, prepare)
-        self._one_row = driver.Prepared(self._select_one, prepare)
+        stream = (
+            select(events.c.originator_version, events.c.topic, events.c.state)
+            .where(events.c.originator_id == bindparam("stream_id"))
+            .order_by(events.c.originator_version)
+        )
+        self._stream_rows = driver.Prepared(stream, prepare)
+        self._stream_rows_up_to = driver.Prepared(
+            stream.where(events.c.originator_version <= bindparam("up_to")), prepare)
+        self._one_row = driver.Prepared(
+            stream.where(events.c.originator_version == bindparam("version")), prepare)
         self._select_head = driver.Prepared(
             select(heads.c.version, heads.c.digest).where(heads.c.stream_id == bindparam("stream_id")), prepare
         )
