@@ -1,7 +1,9 @@
 """The workload: realistic episodes written through the library's own commands.
 
 * :func:`seed` records demo episodes (``episodes.demo.seed_demo``: three programs, every
-  status and discharge type, misses, holds, step-downs, corrections), ~19 events each.
+  status and discharge type, misses, holds, step-downs, corrections), each program day's group
+  hours as three one-hour groups (:data:`GROUPS_PER_DAY`): ~48 events an episode, the issue's
+  scale (about 5 million events at 100,000 episodes).
 * :func:`record_long_episode` records one episode of a given number of events (a long stay
   with two sessions a day): the subject of the per-episode audit export and a long episode page.
 * :class:`Timed` wraps an application and times its ``execute`` calls only, so what the demo
@@ -30,6 +32,11 @@ HISTORY_SEED = 7  # the historical episodes (bulk import)
 COMMANDS_SEED = 8  # the episodes recorded as inline commands (other command ids, other episodes)
 LONG_ACTOR = Actor("clin-bench", ActorRole.CLINICIAN)
 LONG_PATIENT = "Patient/BENCH-LONG"
+# Each program day's three group hours as three one-hour sessions (episodes.demo.seed_demo),
+# as many IOP days run: ~48 events an episode, where one three-hour session a day gave ~22.  The
+# issue sizes the panel's figures at 100,000 episodes and ~5 million events: 4.8 million here,
+# 2.2 million before (benchmarks up to session 17; docs/performance-history.md).
+GROUPS_PER_DAY = 3
 
 
 def bench_clock() -> FixedClock:
@@ -81,7 +88,8 @@ def seed(app: Episodes, episodes: int, seed: int = HISTORY_SEED,
     """Record ``episodes`` demo episodes through ``app.execute``, timing the commands
     (``between``: as :class:`Timed`'s)."""
     timed = Timed(app, between)
-    summary = seed_demo(timed, episodes=episodes, seed=seed, today=NOW.date())  # type: ignore[arg-type]
+    summary = seed_demo(timed, episodes=episodes, seed=seed, today=NOW.date(),  # type: ignore[arg-type]
+                        groups_per_day=GROUPS_PER_DAY)
     return Seeded(summary.episode_ids, timed.commands, timed.seconds)
 
 
@@ -105,7 +113,8 @@ def iter_histories(episodes: int, seed: int = HISTORY_SEED) -> Iterator[EpisodeH
     rng, discharge_types = random.Random(seed), demo.discharge_types_in_turn()
     for n in range(episodes):
         capture = _Capture()
-        demo._seed_episode(capture, rng, n, seed, NOW.date(), discharge_types)  # type: ignore[arg-type]
+        demo._seed_episode(capture, rng, n, seed, NOW.date(), discharge_types,  # type: ignore[arg-type]
+                           GROUPS_PER_DAY)
         yield EpisodeHistory(tuple(capture.histories[0]), f"episode {n + 1}")
 
 

@@ -43,8 +43,16 @@ class DemoSummary:
     statuses: Counter[str]  # how many episodes are in each status
 
 
-def seed_demo(app: Episodes, *, episodes: int = 60, seed: int = 7, today: date | None = None) -> DemoSummary:
-    """Record ``episodes`` synthetic episodes (again with the same seed: nothing new)."""
+def seed_demo(app: Episodes, *, episodes: int = 60, seed: int = 7, today: date | None = None,
+              groups_per_day: int = 1) -> DemoSummary:
+    """Record ``episodes`` synthetic episodes (again with the same seed: nothing new).
+
+    ``groups_per_day``: each program day's three group hours recorded as one 180-minute group
+    session (1, the default) or as that many sessions sharing the 180 minutes, on different
+    topics (3: three one-hour groups, as many IOP days run; an episode then has about twice the
+    events).  The draws differ, so the same seed gives other episodes with another value."""
+    if groups_per_day not in GROUP_SPLITS:
+        raise ValueError(f"groups_per_day must be 1, 2 or 3, not {groups_per_day!r}")
     rng = random.Random(seed)
     today = today or app.clock.now().date()
     admin = Actor("adm-demo", ActorRole.ADMIN)
@@ -54,7 +62,7 @@ def seed_demo(app: Episodes, *, episodes: int = 60, seed: int = 7, today: date |
     ids = []
     discharge_types = discharge_types_in_turn()
     for n in range(episodes):
-        ids.append(_seed_episode(app, rng, n, seed, today, discharge_types))
+        ids.append(_seed_episode(app, rng, n, seed, today, discharge_types, groups_per_day))
         statuses[app.episode(ids[-1]).status.value] += 1
     return DemoSummary(tuple(ids), statuses)
 
@@ -66,7 +74,7 @@ def discharge_types_in_turn() -> Iterator[DischargeType]:
 
 
 def _seed_episode(app: Episodes, rng: random.Random, n: int, seed: int, today: date,
-                  discharge_types: Iterator[DischargeType]) -> UUID:
+                  discharge_types: Iterator[DischargeType], groups_per_day: int = 1) -> UUID:
     program = rng.choice(PROGRAMS)
     actor = rng.choice(CLINICIANS)
     counter = iter(range(10_000))
@@ -118,7 +126,8 @@ def _seed_episode(app: Episodes, rng: random.Random, n: int, seed: int, today: d
         authorized=program["target_weeks"] * program["days_per_week"], start=admitted,
         end=admitted + timedelta(weeks=program["target_weeks"]),
         next_review=admitted + timedelta(weeks=4))
-    sessions = _sessions_and_exit(run, rng, program, admitted, today, step_down, discharge_types)
+    sessions = _sessions_and_exit(run, rng, program, admitted, today, step_down, discharge_types,
+                                  groups_per_day)
     # Corrections happen: a session recorded with the wrong minutes, one on the wrong day.
     if len(sessions) > 3 and (n % 7 == 3 or rng.random() < 0.15):
         run("amend_event", target_version=sessions[1].version, changes={"minutes": 120},
@@ -131,8 +140,22 @@ def _seed_episode(app: Episodes, rng: random.Random, n: int, seed: int, today: d
     return episode
 
 
+GROUP_MINUTES = 180  # a program day's group hours
+GROUP_SPLITS = (1, 2, 3)  # the day's group sessions: 180, 90 or 60 minutes each
+
+
+def _groups_attended(run, rng: random.Random, program: dict, day: date, groups: int) -> list[Receipt]:
+    """The day's group hours, attended: one session, or ``groups`` on different topics."""
+    service_format = "virtual" if program["format"] == "hybrid" and rng.random() < 0.5 else "in-person"
+    # One group draws its topic as the demo always has, so the default episodes stay the same.
+    topics = [rng.choice(GROUP_TOPICS)] if groups == 1 else rng.sample(GROUP_TOPICS, groups)
+    return [run("record_attendance", effective_date=day, kind="group", minutes=GROUP_MINUTES // groups,
+                format=service_format, topic=topic) for topic in topics]
+
+
 def _sessions_and_exit(run, rng: random.Random, program: dict, admitted: date, today: date,
-                       step_down: bool, discharge_types: Iterator[DischargeType]) -> list[Receipt]:
+                       step_down: bool, discharge_types: Iterator[DischargeType],
+                       groups_per_day: int = 1) -> list[Receipt]:
     """Sessions until the planned exit or today; the attended ones' receipts."""
     target = admitted + timedelta(weeks=program["target_weeks"])
     planned_exit = min(target, admitted + timedelta(days=int(rng.triangular(7, 100, 60))))
@@ -155,9 +178,7 @@ def _sessions_and_exit(run, rng: random.Random, program: dict, admitted: date, t
                     excused=rng.random() < 0.5)
                 last = day
             else:
-                attended.append(run("record_attendance", effective_date=day, kind="group", minutes=180,
-                    format="virtual" if program["format"] == "hybrid" and rng.random() < 0.5 else "in-person",
-                    topic=rng.choice(GROUP_TOPICS)))
+                attended.extend(_groups_attended(run, rng, program, day, groups_per_day))
                 last = day
                 if day.weekday() == session_days[0] and rng.random() < 0.7:
                     run("record_attendance", effective_date=day, kind=SessionKind.INDIVIDUAL.value,

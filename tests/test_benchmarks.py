@@ -206,7 +206,7 @@ def _profiled_calls(printed: str, label: str) -> float:
 def test_the_profile_follows_the_path_the_timed_commands_took(capsys, kept):
     from benchmarks import profiling
 
-    profiling.main(["--episodes", "30", "--commands", "3", "--profiler", "cprofile",
+    profiling.main(["--episodes", "50", "--commands", "3", "--profiler", "cprofile",
                     *(["--kept"] if kept else [])])
     printed = capsys.readouterr().out
     assert "; 3 commands into 3 active episodes" in printed

@@ -486,7 +486,8 @@ def test_a_row_the_database_refuses_rolls_the_whole_batch_back(imported):
 def test_the_benchmark_histories_are_the_demo_episodes(app):
     from episodes.demo import seed_demo
 
-    seeded = seed_demo(app, episodes=6, seed=workload.HISTORY_SEED, today=NOW.date())
+    seeded = seed_demo(app, episodes=6, seed=workload.HISTORY_SEED, today=NOW.date(),
+                       groups_per_day=workload.GROUPS_PER_DAY)
     histories = workload.histories(6)
     # Check the same episodes, command for command: the import benchmark loads what seed() records.
     assert [h.stream_id() for h in histories] == list(seeded.episode_ids)

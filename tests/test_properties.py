@@ -262,8 +262,8 @@ def test_the_level_field_takes_exactly_the_codes_of_the_edition_it_names(edition
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 10_000), days_back=st.integers(0, 400))
-def test_the_demo_seeds_without_breaking_a_rule_for_any_seed_or_day(seed, days_back):
+@given(seed=st.integers(0, 10_000), days_back=st.integers(0, 400), groups=st.sampled_from((1, 2, 3)))
+def test_the_demo_seeds_without_breaking_a_rule_for_any_seed_or_day(seed, days_back, groups):
     # The demo records through the public API, so every rule applies to it: it must never
     # ask for something the pathway refuses, whatever the seed and whatever today is.
     from datetime import datetime, timedelta, timezone
@@ -274,10 +274,64 @@ def test_the_demo_seeds_without_breaking_a_rule_for_any_seed_or_day(seed, days_b
     now = datetime(2026, 6, 1, 12, tzinfo=timezone.utc) - timedelta(days=days_back)
     app = Episodes("sqlite://", clock=FixedClock(now))
     try:
-        summary = seed_demo(app, episodes=12, seed=seed)
+        summary = seed_demo(app, episodes=12, seed=seed, groups_per_day=groups)
     finally:
         app.close()
     assert sum(summary.statuses.values()) == 12
+
+
+class _Recording:
+    """An application whose commands are also kept, as sent."""
+
+    def __init__(self, app):
+        self.app, self.commands = app, []
+
+    def execute(self, command, data, actor):
+        self.commands.append((command, dict(data)))
+        return self.app.execute(command, data, actor)
+
+    def __getattr__(self, name):
+        return getattr(self.app, name)
+
+
+@pytest.mark.parametrize("groups", [1, 2, 3])
+def test_a_program_day_holds_three_group_hours_however_many_groups_record_them(groups):
+    # The benchmark's workload records each day's groups as three one-hour sessions
+    # (benchmarks/workload.py): more events, the same hours a day.
+    from collections import defaultdict
+    from datetime import datetime, timezone
+
+    from episodes import Episodes, FixedClock
+    from episodes.demo import seed_demo
+
+    app = Episodes("sqlite://", clock=FixedClock(datetime(2026, 6, 1, 12, tzinfo=timezone.utc)))
+    recording = _Recording(app)
+    try:
+        seed_demo(recording, episodes=30, seed=7, groups_per_day=groups)
+    finally:
+        app.close()
+    days = defaultdict(list)  # (episode, day) -> the group sessions attended
+    for command, data in recording.commands:
+        if command == "record_attendance" and data["kind"] == "group":
+            days[(data["episode_id"], data["effective_date"])].append(data)
+    assert len(days) > 100
+    for sessions in days.values():
+        assert len(sessions) == groups
+        assert sum(s["minutes"] for s in sessions) == 180
+        assert len({s["topic"] for s in sessions}) == groups  # each group its own topic
+
+
+def test_the_demo_refuses_a_day_split_it_does_not_know():
+    from episodes import Episodes
+    from episodes.demo import seed_demo
+
+    app = Episodes("sqlite://")
+    try:
+        with pytest.raises(ValueError, match="groups_per_day must be 1, 2 or 3, not 4"):
+            seed_demo(app, episodes=1, groups_per_day=4)
+        assert app.recorder.max_notification_id() in (None, 0)  # nothing recorded
+    finally:
+        app.close()
 
 
 @pytest.mark.parametrize("weekday", range(7))
