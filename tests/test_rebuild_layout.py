@@ -69,3 +69,27 @@ def test_a_rebuild_writes_as_much_for_a_log_recorded_day_by_day_as_for_an_import
             app.close()
     assert len(dumps[True][tables.audit.name]) == EPISODES * (3 + SESSIONS) + 1  # + the program
     assert frames[True] <= frames[False] * 1.25
+
+
+def test_the_staged_rows_are_sorted_with_helper_threads_and_the_connection_given_back_as_it_was(
+        tmp_path, clock, clinician, monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    app = ProjectedEpisodes(f"sqlite:///{tmp_path / 'sorted.db'}", clock=clock)
+    try:
+        _record(app, clinician, day_by_day=True)
+        engine, sent = app.recorder.datastore.engine, []
+        sqlalchemy_event.listen(engine, "before_cursor_execute",
+                                lambda _c, _cursor, statement, *_rest: sent.append(statement))
+        inline = canonical_dump(engine)
+        Rebuild(app, workers=1, page_events=PAGE_EVENTS).run()
+        assert canonical_dump(engine) == inline
+        # Check the move's sort had a helper thread a core, and the pooled connection got its
+        # own setting (SQLite's default, none) back after it.
+        move = next(i for i, s in enumerate(sent) if s.startswith("INSERT INTO rm_audit "))
+        assert sent[move - 1] == "PRAGMA threads=3" and sent[move + 1] == "PRAGMA threads=0"
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA threads").scalar() == 0
+    finally:
+        app.close()
