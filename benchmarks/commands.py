@@ -13,7 +13,7 @@ command is a fresh application's first on its episode, so the episode is read fr
 and replayed (what a panel pays after a restart, or where several server processes take turns
 at one episode): one group session into each of up to :data:`FIRST_VISITS` episodes, active or
 finished (a late entry, dated on the day of admission), of the imported ones and the commands'
-own (~22 events each on average; not the 500-event one), against the same limit measured
+own (~48 events each on average since session 18; not the 500-event one), against the same limit measured
 interleaved with them.
 
 The two are measured interleaved, in slices: after every :data:`SLICE_SECONDS` of commands,
