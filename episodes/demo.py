@@ -31,6 +31,8 @@ PROGRAMS = (
 )
 GROUP_TOPICS = ("DBT distress tolerance", "CBT thought records", "Mindfulness",
                 "Relapse prevention", "Emotion regulation", "Interpersonal effectiveness")
+GROUP_MINUTES = 180  # a program day's group hours
+GROUP_SPLITS = (1, 2, 3)  # the day's group sessions: 180, 90 or 60 minutes each
 DISCHARGE_TYPES = [t for t in DischargeType]
 # planned, declined, waitlisted then cancelled, waitlisted, entered in error: then the rest at random.
 FIRST_FATES = (0.02, 0.07, 0.11, 0.15, 0.99)
@@ -130,18 +132,17 @@ def _seed_episode(app: Episodes, rng: random.Random, n: int, seed: int, today: d
                                   groups_per_day)
     # Corrections happen: a session recorded with the wrong minutes, one on the wrong day.
     if len(sessions) > 3 and (n % 7 == 3 or rng.random() < 0.15):
-        run("amend_event", target_version=sessions[1].version, changes={"minutes": 120},
-            reason="the group ended an hour early; minutes corrected")
+        # (A split day's group ended half an hour early: an hour was a whole one-hour group.)
+        ended_early = (120, "an hour") if groups_per_day == 1 else (GROUP_MINUTES // groups_per_day - 30,
+                                                                    "half an hour")
+        run("amend_event", target_version=sessions[1].version, changes={"minutes": ended_early[0]},
+            reason=f"the group ended {ended_early[1]} early; minutes corrected")
     if len(sessions) > 5 and (n % 11 == 5 or rng.random() < 0.08):
         run("void_event", target_version=sessions[4].version,
             reason="recorded on the wrong patient's episode")
     if fate > 0.985:
         run("mark_entered_in_error", reason="recorded for the wrong patient")
     return episode
-
-
-GROUP_MINUTES = 180  # a program day's group hours
-GROUP_SPLITS = (1, 2, 3)  # the day's group sessions: 180, 90 or 60 minutes each
 
 
 def _groups_attended(run, rng: random.Random, program: dict, day: date, groups: int) -> list[Receipt]:

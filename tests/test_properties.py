@@ -315,6 +315,10 @@ def test_a_program_day_holds_three_group_hours_however_many_groups_record_them(g
         if command == "record_attendance" and data["kind"] == "group":
             days[(data["episode_id"], data["effective_date"])].append(data)
     assert len(days) > 100
+    # A corrected group (it ended early) is shorter than it was recorded, never empty.
+    amended = [data["changes"]["minutes"] for command, data in recording.commands
+               if command == "amend_event"]
+    assert amended and all(0 < minutes < 180 // groups for minutes in amended)
     for sessions in days.values():
         assert len(sessions) == groups
         assert sum(s["minutes"] for s in sessions) == 180
