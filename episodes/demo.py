@@ -132,11 +132,12 @@ def _seed_episode(app: Episodes, rng: random.Random, n: int, seed: int, today: d
                                   groups_per_day)
     # Corrections happen: a session recorded with the wrong minutes, one on the wrong day.
     if len(sessions) > 3 and (n % 7 == 3 or rng.random() < 0.15):
-        # (A split day's group ended half an hour early: an hour was a whole one-hour group.)
-        ended_early = (120, "an hour") if groups_per_day == 1 else (GROUP_MINUTES // groups_per_day - 30,
-                                                                    "half an hour")
-        run("amend_event", target_version=sessions[1].version, changes={"minutes": ended_early[0]},
-            reason=f"the group ended {ended_early[1]} early; minutes corrected")
+        if groups_per_day == 1:
+            minutes, early = 120, "an hour"
+        else:  # (an hour early would leave a one-hour group empty)
+            minutes, early = GROUP_MINUTES // groups_per_day - 30, "half an hour"
+        run("amend_event", target_version=sessions[1].version, changes={"minutes": minutes},
+            reason=f"the group ended {early} early; minutes corrected")
     if len(sessions) > 5 and (n % 11 == 5 or rng.random() < 0.08):
         run("void_event", target_version=sessions[4].version,
             reason="recorded on the wrong patient's episode")

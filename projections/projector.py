@@ -59,15 +59,23 @@ def drop_read_models(connection: Connection) -> None:
 def freed_pages_not_zeroed(connection: Connection) -> Iterator[None]:
     """SQLite: ``secure_delete=FAST`` while dropping tables whose content the events keep
     anyway (see :meth:`Projector.drop_tables`); the connection's setting restored after."""
+    with sqlite_pragma(connection, "secure_delete", "FAST"):
+        yield
+
+
+@contextmanager
+def sqlite_pragma(connection: Connection, name: str, value: object) -> Iterator[None]:
+    """SQLite: ``PRAGMA name=value`` for the block, the connection's own value restored after
+    (a pooled connection goes back as it came); nothing on another database."""
     if connection.dialect.name != "sqlite":
         yield
         return
-    was = connection.exec_driver_sql("PRAGMA secure_delete").scalar()
-    connection.exec_driver_sql("PRAGMA secure_delete=FAST")
+    was = connection.exec_driver_sql(f"PRAGMA {name}").scalar()
+    connection.exec_driver_sql(f"PRAGMA {name}={value}")
     try:
         yield
-    finally:  # the pooled connection goes back as it came
-        connection.exec_driver_sql(f"PRAGMA secure_delete={int(was)}")
+    finally:
+        connection.exec_driver_sql(f"PRAGMA {name}={int(was)}")
 
 
 class Projector:

@@ -34,7 +34,7 @@ from episodes.application import Episodes
 from episodes.bulk_rows import BulkInserter
 from projections import tables
 from projections.decoding import fast_event_decoder
-from projections.projector import freed_pages_not_zeroed
+from projections.projector import freed_pages_not_zeroed, sqlite_pragma
 from projections.streams import EpisodeStream, ProgramStream, Rows, stream_for
 
 PAGE_EVENTS = 2_000  # events read (and rows written) per transaction: ~15 MiB of memory
@@ -223,12 +223,8 @@ def sorting_threads(connection: Connection) -> Iterator[None]:
     the connection's own setting restored after.  The move's sort of the staged audit rows is
     the longest step after the pass, with every other core idle: at 10,000 episodes 0.38 s
     with none, 0.32-0.35 s with two (the index builds gained nothing: docs/performance.md)."""
-    was = connection.exec_driver_sql("PRAGMA threads").scalar()
-    connection.exec_driver_sql(f"PRAGMA threads={min(os.cpu_count() or 1, 8)}")
-    try:
+    with sqlite_pragma(connection, "threads", min(os.cpu_count() or 1, 8)):
         yield
-    finally:  # the pooled connection goes back as it came
-        connection.exec_driver_sql(f"PRAGMA threads={int(was)}")
 
 
 def _stream_id_reader(dialect_name: str) -> Callable[[Any], UUID]:
