@@ -35,14 +35,18 @@ class EpisodeStream:
     def add(self, position: int, event: Any) -> None:
         episode = self.episode = event.mutate(self.episode)
         self.last = event
+        correction, periods_may_change = _traits(event)
         target = None
-        if derive.is_correction(event):
+        if correction:
             # The audit names the corrected event's category: its type when first recorded.
             target = self._types[event.target_version - 1]
         self._types.append(type(event).__name__)
         self.audit.append(derive.audit_row(position, event, episode.state.patient_ref, target))
-        self._timeline.follow(event, episode)
-        if _may_change_periods(event):
+        if periods_may_change:
+            # Any other event leaves the periods as they are (derive.may_change_periods, on
+            # which the projector relies too), so the timeline skips it: following a session
+            # only to find the same period going on was a twentieth of a rebuild's CPU.
+            self._timeline.follow(event, episode)
             if self._periods is None:
                 self._periods = derive.RecordedPeriods(episode.id)
             self._periods.record(self._timeline.current(), event.timestamp)
@@ -73,16 +77,18 @@ class ProgramStream:
         return {"programs": [derive.program_row(self.program)], "audit": self.audit}
 
 
-_CHANGES_PERIODS: dict[type, bool] = {}
+_TRAITS: dict[type, tuple[bool, bool]] = {}
 
 
-def _may_change_periods(event: Any) -> bool:
-    """``derive.may_change_periods``, which depends on the event's class only, once a class."""
+def _traits(event: Any) -> tuple[bool, bool]:
+    """Is the event a correction (``derive.is_correction``), and may it change the periods
+    (``derive.may_change_periods``)?  Both depend on its class alone: found once a class."""
     cls = type(event)
-    known = _CHANGES_PERIODS.get(cls)
-    if known is None:
-        known = _CHANGES_PERIODS[cls] = derive.may_change_periods(event)
-    return known
+    try:
+        return _TRAITS[cls]
+    except KeyError:
+        traits = _TRAITS[cls] = (derive.is_correction(event), derive.may_change_periods(event))
+        return traits
 
 
 def stream_for(first_event: Any) -> EpisodeStream | ProgramStream:
