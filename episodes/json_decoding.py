@@ -49,9 +49,13 @@ def lean_hook(transcoder: JSONTranscoder) -> Hook:
     fallback = transcoder._decode_obj  # the original hook: the same errors for unknown names
 
     def hook(obj: dict[str, Any]) -> Any:
-        if len(obj) == 2 and "_type_" in obj and "_data_" in obj:
-            decode = decoders.get(obj["_type_"])
-            return fallback(obj) if decode is None else decode(obj["_data_"])
+        if len(obj) == 2:
+            try:  # a registered name and its data: the common case, in two lookups
+                return decoders[obj["_type_"]](obj["_data_"])
+            except KeyError:
+                pass  # (a KeyError raised by a decoder itself: the fallback decodes it again)
+            if "_type_" in obj and "_data_" in obj:
+                return fallback(obj)
         return obj
 
     return hook

@@ -215,7 +215,8 @@ def test_any_value_an_event_can_hold_is_read_back_as_the_stock_decoder_reads_it(
     b'{"_type_":"envelope","_data_":{"actor_id":"a"}}',  # a field missing
     b'{"_type_":"diagnosis","_data_":{"code":"F33.1","category":{"_type_":"enum:DiagnosisCategory","_data_":"mental-health"},"display":"","system":"x","extra":1}}',
     b'{"_type_":"date","_data_":"2026-05-30","note":1}',  # three keys: a plain object
-    b'{"_type_":"date"}', b'{"_data_":"2026-05-30","x":1}',
+    b'{"_type_":"date"}', b'{"_data_":"2026-05-30","x":1}', b'{"_type_":"date","x":1}',
+    b'{"_type_":["date"],"_data_":"2026-05-30"}',  # a name that is no name
     b'[{"_type_":"uuid_hex","_data_":"0123456789abcdef0123456789abcdef"}, {"_type_":"decimal_str","_data_":"1.50"}]',
 ])
 def test_what_the_lean_decoder_is_given_reads_as_the_stock_decoder_reads_it(data):
