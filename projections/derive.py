@@ -217,7 +217,11 @@ def periods(episode: Episode) -> list[tuple[Any, ...]]:
 
 
 def may_change_periods(event: EpisodeEvent) -> bool:
-    """Only changes of status or level of care (or a correction) can change the periods."""
+    """Only changes of status or level of care (or a correction) can change the periods.
+
+    The projector writes periods at these events alone, and a rebuild's timeline follows them
+    alone (``projections.streams``): an event this leaves out must leave the periods as they
+    were (``tests/test_rebuild.py`` checks the timeline after every event)."""
     return (
         event.step().leads_to is not None
         or type(event).__name__ in ("Admitted", "LevelOfCareChanged")
