@@ -41,10 +41,14 @@ from episodes.garbage import fewer_collections
 from episodes.workers import StoreSpec, context, forget_parent
 from projections.stream_pass import StreamPass
 
-# More ranges than processes: one done early takes another, and at the end the others wait
-# for the last range at most (about 1/32 of the pass with two processes).  With 4 a process,
-# a 1,000-episode rebuild's last range ran alone for 40-110 ms of ~600; with 16, 6-28 ms.
-RANGES_PER_PROCESS = 16
+# More ranges than processes, each a share of what is left (guided self-scheduling): large
+# ones first, for few of a range's fixed costs (its first read, its last partial page), then
+# smaller and smaller, so that at the end the others wait for a small range at most.  Each
+# range is a 2*processes-th of the ids left, and never less than the smallest share, a
+# 64*processes-th of them all (~18 ranges for two processes; the last range of equal ranges,
+# 16 a process, left one process alone for 1/32 of the pass: 0.24 s of a 9.6 s rebuild at
+# 10,000 episodes, docs/performance.md).
+SMALLEST_SHARE_PER_PROCESS = 64
 WATCH_SECONDS = 0.5  # how often a waiting rebuild checks that its workers are still alive
 UUIDS = 1 << 128
 IdRange = tuple[UUID, UUID | None]
@@ -62,10 +66,18 @@ class PassReport:
     worker_peaks_kib: list[int] = field(default_factory=list)
 
 
-def id_ranges(count: int) -> list[IdRange]:
-    """``count`` consecutive ranges ``[low, high)`` covering every UUID (the last one open)."""
-    bounds = [UUID(int=UUIDS * i // count) for i in range(count)]
-    return [(low, bounds[i + 1] if i + 1 < count else None) for i, low in enumerate(bounds)]
+def id_ranges(processes: int) -> list[IdRange]:
+    """Consecutive ranges ``[low, high)`` covering every UUID (the last one open), for
+    ``processes`` processes to share: each a ``2 * processes``-th of the ids not yet in a
+    range, none smaller than a ``SMALLEST_SHARE_PER_PROCESS * processes``-th of them all
+    (but the last, which takes what is left)."""
+    smallest = max(1, UUIDS // (SMALLEST_SHARE_PER_PROCESS * processes))
+    bounds = [0]
+    while (left := UUIDS - bounds[-1]) > 0:
+        step = max(left // (2 * processes), smallest)
+        bounds.append(UUIDS if left - step < smallest else bounds[-1] + step)  # no sliver at the end
+    return [(UUID(int=low), UUID(int=high) if high < UUIDS else None)
+            for low, high in zip(bounds, bounds[1:])]
 
 
 def run_pass(app: Episodes, snapshot: int, processes: int, *, page_events: int,
@@ -93,7 +105,7 @@ def run_pass(app: Episodes, snapshot: int, processes: int, *, page_events: int,
         # thread, and a forked worker must not copy a process with threads running.
         for worker in workers:
             worker.start()
-        for id_range in id_ranges(processes * RANGES_PER_PROCESS):
+        for id_range in id_ranges(processes):
             tasks.put(id_range)
         for _ in range(processes):
             tasks.put(None)  # after every range, one "no more ranges" for each process to take

@@ -127,7 +127,7 @@ class StreamPass:
             values["before_id"] = high
         prepared = self._pages[high is not None]
         with self.engine.connect() as connection:  # a read: the pool rolls it back on return
-            return connection.exec_driver_sql(prepared.sql, prepared.parameters(values)).all()
+            return driver.fetch_raw(connection, prepared, values)
 
     def _write(self, done: list[Rows]) -> None:
         """One transaction with the rows of the streams ``done``, their values bound before

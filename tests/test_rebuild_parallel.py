@@ -20,7 +20,7 @@ from episodes.encryption import cipher_environment
 from episodes.workers import START_METHOD_VARIABLE
 from projections import ProjectedEpisodes, Projector, tables
 from projections.rebuild import PARALLEL_MIN_EVENTS, Rebuild, interrupted, rebuild
-from projections.rebuild_workers import RebuildWorkerFailed, id_ranges
+from projections.rebuild_workers import SMALLEST_SHARE_PER_PROCESS, RebuildWorkerFailed, id_ranges
 from tests.pathways import admitted_episode, attend
 from tests.test_projection_processing import record_a_varied_history
 from tests.test_rebuild import KEY, count, dump, events_in, indexes, raw_dump
@@ -36,14 +36,22 @@ def no_workers_left() -> bool:
     return not [p for p in multiprocessing.active_children() if p.name.startswith("care-episodes-rebuild")]
 
 
-def test_id_ranges_cover_every_uuid_once_in_order():
-    ranges = id_ranges(8)
+@pytest.mark.parametrize("processes", [1, 2, 3, 8])
+def test_id_ranges_cover_every_uuid_once_in_order_and_shrink_toward_the_end(processes):
+    ranges = id_ranges(processes)
     assert ranges[0][0] == UUID(int=0) and ranges[-1][1] is None
     # Check each range begins where the one before ends: no stream in two ranges, none in none.
     assert all(high == ranges[i + 1][0] for i, (_low, high) in enumerate(ranges[:-1]))
     assert all(low < high for low, high in ranges[:-1])
-    widths = {high.int - low.int for low, high in ranges[:-1]}
-    assert max(widths) - min(widths) <= 1
+    # Check the first is a 2*processes-th of all ids, and each later one no larger than the one
+    # before (the last takes what is left: less than two of the smallest), and no smaller than
+    # the smallest share, so that at the end the others wait for a small range at most.
+    widths = [(high.int if high else 1 << 128) - low.int for low, high in ranges]
+    smallest = (1 << 128) // (SMALLEST_SHARE_PER_PROCESS * processes)
+    assert widths[0] == (1 << 128) // (2 * processes)
+    assert all(after <= before for before, after in zip(widths[:-2], widths[1:-1]))
+    assert all(width >= smallest for width in widths) and widths[-1] < 2 * smallest
+    assert len(ranges) > 2 * processes  # more than processes: one done early takes another
 
 
 @pytest.mark.parametrize("page_events, method", [(7, "fork"), (2_000, "fork"), (2_000, "spawn")])
@@ -134,7 +142,8 @@ def test_an_interruption_of_the_rebuilding_process_stops_the_workers(sqlite_url,
             rebuild(app, workers=2, page_events=5, progress=cut_after_twenty_pages)
         assert no_workers_left()
         assert interrupted(app) and Projector(app).position() == 0
-        assert 0 < count(app, tables.audit_staging) < events_in(app)  # (SQLite: staged first)
+        # (SQLite: a page's audit rows in rm_audit or in the staging table, moved at the end.)
+        assert 0 < count(app, tables.audit_staging) + count(app, tables.audit) < events_in(app)
         assert rebuild(app, workers=2, page_events=5) == events_in(app)
         assert not interrupted(app) and count(app, tables.audit) == events_in(app)
     finally:
