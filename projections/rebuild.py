@@ -34,9 +34,11 @@ Exactly once, and never claiming too much:
 
 Speed: rows go in through :class:`episodes.bulk_rows.BulkInserter` (COPY on PostgreSQL), the
 payloads are decoded by :func:`projections.decoding.fast_event_decoder`, the tables' secondary
-indexes are built once at the end instead of row by row, on SQLite the audit rows are staged
-and moved into ``rm_audit`` in log order before them (``projections.tables.audit_staging``:
-written stream by stream, they rewrote pages all over the table), and the garbage collector
+indexes are built once at the end instead of row by row, on SQLite the audit rows of streams
+whose events lie apart in the log are staged and moved into ``rm_audit`` in log order before
+them (``projections.tables.audit_staging``: written stream by stream, they rewrote pages all
+over the table; those of streams whose events lie together go straight in,
+``projections.stream_pass.audit_in_place``), and the garbage collector
 runs less often while millions of short-lived objects pass.  Worker processes take a few
 milliseconds to start where they are forked, about a second where they are spawned
 (:mod:`episodes.workers`), so by default a log smaller than :data:`PARALLEL_MIN_EVENTS` (for

@@ -8,9 +8,11 @@ streams whose id is in ``[low, high)``, up to the rebuild's snapshot, in pages o
 stream once (:mod:`projections.streams`), and writes the rows of the streams a page completed
 in one transaction (:class:`episodes.bulk_rows.BulkInserter`; COPY on PostgreSQL).  Memory
 holds one page of events, the rows of the streams it completed, and the one stream that
-continues into the next page.  On SQLite the audit rows go to ``rm_audit_staging``
-(``projections.tables.audit_staging``), which the rebuild moves into ``rm_audit`` in position
-order once every pass is done.
+continues into the next page.  On SQLite, where ``rm_audit`` keeps its rows in position order,
+a page's audit rows go straight into it where each stream's events lie together in the log (an
+imported history), else to ``rm_audit_staging`` (``projections.tables.audit_staging``), which
+the rebuild moves into ``rm_audit`` in position order once every pass is done
+(:func:`audit_in_place`).
 
 The pass never touches the tracking row: the rebuild says the read models are current only
 after every pass has written its rows.
@@ -22,6 +24,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from operator import itemgetter
 from typing import Any
 from uuid import UUID
 
@@ -41,6 +44,14 @@ PAGE_EVENTS = 2_000  # events read (and rows written) per transaction: ~15 MiB o
 # Parents first is not needed (no foreign keys), but one fixed order keeps runs comparable.
 WRITE_ORDER = ("programs", "episodes", "periods", "sessions", "outcomes", "authorizations", "audit")
 FIRST_ID = UUID(int=0)
+# A page's audit rows go straight into rm_audit (SQLite) where, in position order, they run
+# on for at least this many rows on average (a run: positions one after another).  Each run
+# lands on pages of its own, so short runs rewrite many pages for few rows, where staging them
+# appends (docs/performance.md).  A 10,000-episode log, two processes, its events in four
+# orders: a stream's events together (runs of ~48 rows) 9.4 s in place against 10.4-10.8
+# staged and moved; month by month (~19) 9.4-9.7 against 10.3-10.6; week by week (~7) 9.0-9.4
+# against 9.7-10.0; day by day (~2.7) 10.4-10.6 against 10.0-10.2.
+IN_PLACE_RUN = 6
 TURN_SECONDS = 5.0  # waited for the passes' write lock before going on to SQLite's own
 TURN_CHECK_SECONDS = 0.5  # how often a pass waiting for its turn calls ``waiting``
 
@@ -79,9 +90,10 @@ class StreamPass:
         self._stream_id = _stream_id_reader(dialect.name)
         self._sqlite = dialect.name == "sqlite"
         targets = {name: getattr(tables, name) for name in WRITE_ORDER}
-        if stages_audit(dialect):  # appended, then moved into rm_audit in position order
-            targets["audit"] = tables.audit_staging
         self._inserts = {name: BulkInserter(table) for name, table in targets.items()}
+        # SQLite: where a page's audit rows do not lie together in the log, appended to the
+        # staging table, then moved into rm_audit in position order (audit_in_place).
+        self._staging = BulkInserter(tables.audit_staging) if stages_audit(dialect) else None
         self.write_lock = write_lock
         self.waiting = waiting
 
@@ -138,7 +150,10 @@ class StreamPass:
         for name in WRITE_ORDER:
             rows = [row for stream in done for row in stream.get(name, ())]
             if rows:
-                batches.append((self._inserts[name], self._inserts[name].prepare(dialect, rows)))
+                inserter = self._inserts[name]
+                if name == "audit" and self._staging is not None and not audit_in_place(rows):
+                    inserter = self._staging
+                batches.append((inserter, inserter.prepare(dialect, rows)))
         with self._write_transaction() as connection:
             for inserter, prepared in batches:
                 inserter.write(connection, prepared)
@@ -191,10 +206,26 @@ class StreamPass:
                 lock.release()
 
 
+def audit_in_place(rows: list[dict[str, Any]]) -> bool:
+    """SQLite: do a page's audit rows go straight into ``rm_audit`` (which keeps its rows in
+    position order), rather than to the staging table?  Yes where, in position order, they run
+    on for :data:`IN_PLACE_RUN` rows or more on average, as an imported episode's events do:
+    each run is written where it belongs, a few pages for many rows, and the move is spared.
+    (The rows are sorted by position here: in place, they then go in in order.)"""
+    rows.sort(key=_position)
+    positions = list(map(_position, rows))
+    runs = 1 + sum(1 for before, after in zip(positions, positions[1:]) if after != before + 1)
+    return len(rows) >= runs * IN_PLACE_RUN
+
+
+_position = itemgetter("position")
+
+
 def stages_audit(dialect: Dialect) -> bool:
-    """Do the passes append the audit rows to ``tables.audit_staging`` (SQLite, whose
-    ``rm_audit`` keeps its rows in log order), for the rebuild to create it first and move them
-    into ``rm_audit`` after (:func:`create_audit_staging`, :func:`move_staged_audit`)?"""
+    """May the passes append audit rows to ``tables.audit_staging`` (SQLite, whose ``rm_audit``
+    keeps its rows in log order; :func:`audit_in_place` decides a page), for the rebuild to
+    create it first and move them into ``rm_audit`` after (:func:`create_audit_staging`,
+    :func:`move_staged_audit`)?"""
     return dialect.name == "sqlite"
 
 
@@ -205,9 +236,10 @@ def create_audit_staging(connection: Connection) -> None:
 
 
 def move_staged_audit(connection: Connection) -> None:
-    """SQLite, once every pass is done: the staged audit rows moved into ``rm_audit`` in
-    position order (one sort and one append, in SQLite), the staging table dropped (its freed
-    pages left as they are: see ``Projector.drop_tables``), in the caller's transaction."""
+    """SQLite, once every pass is done: the staged audit rows moved into ``rm_audit`` (beside
+    those written there in place) in position order (one sort and one append, in SQLite), the
+    staging table dropped (its freed pages left as they are: see ``Projector.drop_tables``), in
+    the caller's transaction."""
     staging = tables.audit_staging
     with sorting_threads(connection):
         connection.execute(insert(tables.audit).from_select(

@@ -215,7 +215,9 @@ READ_MODELS = (programs, episodes, periods, sessions, outcomes, authorizations, 
 # episodes were recorded side by side wrote 284,000 pages to the write-ahead log in its rebuild
 # against 61,000 for the same events imported episode by episode (docs/performance.md).
 # Appended here instead (no key: the rowid follows the writes), then moved into rm_audit in
-# position order once every pass is done, and dropped.  Only a rebuild creates it.
+# position order once every pass is done, and dropped.  Only a rebuild creates it.  (Where a
+# page's rows lie together in the log, as an imported episode's do, the pass writes them
+# straight into rm_audit: projections.stream_pass.audit_in_place.)
 rebuild_metadata = MetaData()
 audit_staging = Table(
     "rm_audit_staging",

@@ -143,11 +143,11 @@ def test_an_interrupted_rebuild_claims_nothing_and_a_second_one_completes(sqlite
 
         with pytest.raises(PowerCut):
             rebuild(app, page_events=20, progress=cut_after_two_pages)
-        # Two pages of rows were committed, yet nothing claims to be current.  (On SQLite the
-        # audit rows wait in their staging table until every pass is done.)
+        # Two pages of rows were committed, yet nothing claims to be current.  (On SQLite a
+        # page's audit rows go into rm_audit or wait in the staging table until every pass is
+        # done: projections.stream_pass.audit_in_place.)
         projector = Projector(app)
-        assert 0 < count(app, tables.audit_staging) < events_in(app)
-        assert count(app, tables.audit) == 0
+        assert 0 < count(app, tables.audit_staging) + count(app, tables.audit) < events_in(app)
         assert projector.position() == 0
         assert projector.lag() == events_in(app)
         assert interrupted(app)

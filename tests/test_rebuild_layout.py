@@ -6,7 +6,9 @@ stream by stream: written straight into it, every page of a stream's rows landed
 later pages of streams rewrote again (284,000 pages written to the write-ahead log against
 61,000 for the same 10,000 episodes imported; docs/performance.md).  The passes append them to
 a staging table instead, moved into ``rm_audit`` in log order at the end
-(``projections.stream_pass.move_staged_audit``).
+(``projections.stream_pass.move_staged_audit``); where a page's rows lie together in the log, as
+an imported episode's do, straight into ``rm_audit``, which spares the move
+(``projections.stream_pass.audit_in_place``).
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from sqlalchemy import event as sqlalchemy_event
+from sqlalchemy import func, select
 
 from episodes import driver
 from projections import ProjectedEpisodes, tables
+from projections import rebuild as rebuild_module
 from projections.dump import canonical_dump
 from projections.rebuild import Rebuild
+from projections.stream_pass import IN_PLACE_RUN, audit_in_place, move_staged_audit
 from tests.pathways import admitted_episode, attend
 from tests.test_rebuild_tables import _wal_frames
 
@@ -55,8 +60,14 @@ def _rebuild_frames(app) -> int:
 
 
 def test_a_rebuild_writes_as_much_for_a_log_recorded_day_by_day_as_for_an_imported_one(
-        tmp_path, clock, clinician):
-    frames, dumps = {}, {}
+        tmp_path, clock, clinician, monkeypatch):
+    frames, dumps, staged = {}, {}, []
+
+    def move_counting(connection):  # the staged rows, counted before they are moved
+        staged.append(connection.execute(select(func.count()).select_from(tables.audit_staging)).scalar())
+        move_staged_audit(connection)
+
+    monkeypatch.setattr(rebuild_module, "move_staged_audit", move_counting)
     for day_by_day in (False, True):
         app = ProjectedEpisodes(f"sqlite:///{tmp_path}/{day_by_day}.db", clock=clock)
         try:
@@ -69,6 +80,57 @@ def test_a_rebuild_writes_as_much_for_a_log_recorded_day_by_day_as_for_an_import
             app.close()
     assert len(dumps[True][tables.audit.name]) == EPISODES * (3 + SESSIONS) + 1  # + the program
     assert frames[True] <= frames[False] * 1.25
+    # Check the imported episodes' rows went straight into rm_audit, and those recorded day by
+    # day (each page's rows a position apart: runs of one) were staged and moved, every one.
+    assert staged == [0, len(dumps[True][tables.audit.name])]
+
+
+def test_a_log_of_imported_episodes_then_of_episodes_recorded_day_by_day_is_rebuilt_row_for_row(
+        tmp_path, clock, clinician, monkeypatch):
+    staged = []
+
+    def move_counting(connection):
+        staged.append(connection.execute(select(func.count()).select_from(tables.audit_staging)).scalar())
+        move_staged_audit(connection)
+
+    monkeypatch.setattr(rebuild_module, "move_staged_audit", move_counting)
+    app = ProjectedEpisodes(f"sqlite:///{tmp_path / 'mixed.db'}", clock=clock)
+    try:
+        first = date(2026, 3, 2)
+        episodes = [admitted_episode(app, clinician, first - timedelta(days=5)) for _ in range(EPISODES)]
+        imported, day_by_day = episodes[:EPISODES // 2], episodes[EPISODES // 2:]
+        days = [first + timedelta(days=n) for n in range(SESSIONS)]
+        for episode in imported:
+            for day in days:
+                attend(app, episode, clinician, day)
+        for day in days:
+            for episode in day_by_day:
+                attend(app, episode, clinician, day)
+        engine = app.recorder.datastore.engine
+        inline = canonical_dump(engine)
+        # Pages shorter than a stream: most complete one stream, decided on its own.
+        Rebuild(app, workers=1, page_events=10).run()
+        assert canonical_dump(engine) == inline
+    finally:
+        app.close()
+    # Check the streams recorded day by day were staged (the program's one row may have been
+    # with one of them) and the imported ones written in place: rm_audit got rows both ways.
+    per_episode = 3 + SESSIONS
+    assert len(day_by_day) * per_episode <= staged[0] <= len(day_by_day) * per_episode + 1
+
+
+def test_a_pages_audit_rows_go_in_place_where_they_run_on_long_enough_in_log_order():
+    def rows(*positions):
+        return [{"position": position} for position in positions]
+
+    run = IN_PLACE_RUN
+    together = rows(*range(100, 100 + run), *range(10, 10 + run))  # two runs, out of order
+    assert audit_in_place(together)
+    assert [row["position"] for row in together] == sorted(row["position"] for row in together)
+    assert audit_in_place(rows(*range(run)))
+    assert not audit_in_place(rows(*range(run - 1)))  # one run, too short
+    assert not audit_in_place(rows(*range(run), *range(run + 1, 2 * run)))  # two runs, 2*run-1 rows
+    assert not audit_in_place(rows(*range(0, 4 * run, 2)))  # every row a run of its own
 
 
 def test_the_staged_rows_are_sorted_with_helper_threads_and_the_connection_given_back_as_it_was(
