@@ -114,9 +114,11 @@ class Statements:
 
 
 @contextmanager
-def transaction(engine: Engine) -> Iterator[Connection]:
+def transaction(engine: Engine, *, autocheckpoint: int | None = None) -> Iterator[Connection]:
     """A write transaction on a plain connection (no ORM session), for statements sent
-    through this module and SQLAlchemy alike.
+    through this module and SQLAlchemy alike.  ``autocheckpoint`` (SQLite): the pages of
+    write-ahead log past which its commit copies the log back into the database (SQLite's
+    ``wal_autocheckpoint``: 1,000 by default), for this transaction only.
 
     SQLite: ``BEGIN IMMEDIATE`` takes the database's write lock before anything is read, so
     what the transaction reads is still current when it writes.  (The sqlite3 module, seeing a
@@ -130,8 +132,12 @@ def transaction(engine: Engine) -> Iterator[Connection]:
     enable(engine)
     connection = _kept.take(engine)
     committed = False
+    restore: Any = None
     try:
         if engine.dialect.name == "sqlite":
+            if autocheckpoint is not None:  # (a setting of the connection's: put back after)
+                restore = cursor(connection).execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+                _run(connection, f"PRAGMA wal_autocheckpoint={int(autocheckpoint)}")
             # The driver's BEGIN and commit, without SQLAlchemy's record of the transaction
             # (~2 µs a command).  A SQLAlchemy statement run in it begins that record (the
             # sqlite3 dialect's own BEGIN is none: the driver's transaction is already open),
@@ -155,6 +161,12 @@ def transaction(engine: Engine) -> Iterator[Connection]:
                 raise
         committed = True
     finally:
+        if restore is not None and not connection.closed:
+            try:
+                _run(connection, f"PRAGMA wal_autocheckpoint={int(restore)}")
+            except exc.DBAPIError:
+                if committed:
+                    raise  # (else the transaction's own failure is the one raised)
         if not committed or not _kept.keep(engine, connection):
             connection.close()  # back to the pool (a transaction still open is rolled back)
 

@@ -39,6 +39,7 @@ from uuid import UUID
 from episodes.application import Episodes
 from episodes.garbage import fewer_collections
 from episodes.workers import StoreSpec, context, forget_parent
+from projections import checkpoints
 from projections.stream_pass import StreamPass
 
 # More ranges than processes, each a share of what is left (guided self-scheduling): large
@@ -92,10 +93,12 @@ def run_pass(app: Episodes, snapshot: int, processes: int, *, page_events: int,
     reports: Any = ctx.Queue()
     # The passes' turns at SQLite's one write lock (StreamPass._turn); PostgreSQL's COPYs run
     # side by side.
-    write_lock = ctx.Lock() if app.recorder.datastore.engine.dialect.name == "sqlite" else None
+    engine = app.recorder.datastore.engine
+    write_lock = ctx.Lock() if engine.dialect.name == "sqlite" else None
+    aside = checkpoints.aside(engine)  # SQLite's log checkpointed beside the passes
     workers = [
         ctx.Process(target=_worker, args=(StoreSpec.of(app), snapshot, page_events, tasks, reports,
-                                          write_lock),
+                                          write_lock, aside),
                     name=f"care-episodes-rebuild-{n}", daemon=True)
         for n in range(1, processes)
     ]
@@ -110,11 +113,13 @@ def run_pass(app: Episodes, snapshot: int, processes: int, *, page_events: int,
         for _ in range(processes):
             tasks.put(None)  # after every range, one "no more ranges" for each process to take
         own = StreamPass(app, snapshot, page_events=page_events, write_lock=write_lock,
-                         waiting=watch.look)
-        with fewer_collections():
-            while (id_range := _next_range(tasks, watch)) is not None:
-                own.run(*id_range, progress=watch.own_page)
-        watch.until_done()
+                         waiting=watch.look, checkpoints_aside=aside)
+        # (The checkpoints' thread started once the workers are: never fork with it running.)
+        with checkpoints.checkpoints_aside(engine):
+            with fewer_collections():
+                while (id_range := _next_range(tasks, watch)) is not None:
+                    own.run(*id_range, progress=watch.own_page)
+            watch.until_done()
         return watch.report
     finally:
         _stop(workers)
@@ -203,7 +208,7 @@ def _stop(workers: list[BaseProcess]) -> None:
 
 
 def _worker(spec: StoreSpec, snapshot: int, page_events: int, tasks: Any, reports: Any,
-            write_lock: Any) -> None:
+            write_lock: Any, checkpoints_aside: bool = False) -> None:
     """A worker process: the ranges it takes, a pass each, then its peak memory."""
     forget_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -225,7 +230,7 @@ def _worker(spec: StoreSpec, snapshot: int, page_events: int, tasks: Any, report
         app = spec.open()
         try:
             stream_pass = StreamPass(app, snapshot, page_events=page_events, write_lock=write_lock,
-                                     waiting=still_wanted)
+                                     waiting=still_wanted, checkpoints_aside=checkpoints_aside)
             with fewer_collections():
                 while (id_range := tasks.get()) is not None:
                     still_wanted()

@@ -36,6 +36,7 @@ from episodes import driver
 from episodes.application import Episodes
 from episodes.bulk_rows import BulkInserter
 from projections import tables
+from projections.checkpoints import BACKSTOP_PAGES
 from projections.decoding import fast_event_decoder
 from projections.projector import freed_pages_not_zeroed, sqlite_pragma
 from projections.streams import EpisodeStream, ProgramStream, Rows, stream_for
@@ -60,11 +61,15 @@ class StreamPass:
     """Derives and writes the read-model rows of the streams in one range of ids."""
 
     def __init__(self, app: Episodes, snapshot: int, *, page_events: int = PAGE_EVENTS,
-                 write_lock: Any = None, waiting: Callable[[], None] | None = None):
+                 write_lock: Any = None, waiting: Callable[[], None] | None = None,
+                 checkpoints_aside: bool = False):
         """``write_lock``: a lock the rebuild's passes in several processes share (a
         ``multiprocessing`` lock), taken around each write transaction on SQLite;
         ``waiting``: called every ``TURN_CHECK_SECONDS`` while a pass waits for it (it may
-        raise to stop the pass: the rebuilding process checks its workers there)."""
+        raise to stop the pass: the rebuilding process checks its workers there);
+        ``checkpoints_aside``: SQLite's log is checkpointed beside the passes
+        (:func:`projections.checkpoints.checkpoints_aside`), so their commits checkpoint only
+        past ``checkpoints.BACKSTOP_PAGES``."""
         if page_events < 1:
             raise ValueError("page_events must be at least 1")
         self.engine = app.recorder.datastore.engine  # type: ignore[attr-defined]
@@ -96,6 +101,7 @@ class StreamPass:
         self._staging = BulkInserter(tables.audit_staging) if stages_audit(dialect) else None
         self.write_lock = write_lock
         self.waiting = waiting
+        self._autocheckpoint = BACKSTOP_PAGES if checkpoints_aside and self._sqlite else None
 
     def run(self, low: UUID = FIRST_ID, high: UUID | None = None,
             progress: Callable[[int], None] | None = None) -> int:
@@ -176,7 +182,7 @@ class StreamPass:
                 connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
                 yield connection
             return
-        with self._turn(), driver.transaction(self.engine) as connection:
+        with self._turn(), driver.transaction(self.engine, autocheckpoint=self._autocheckpoint) as connection:
             yield connection
 
     @contextmanager

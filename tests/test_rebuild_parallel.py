@@ -301,7 +301,7 @@ def test_the_rebuilding_process_and_its_workers_share_one_write_lock_on_sqlite_o
     from projections import rebuild_workers, stream_pass
 
     seed_demo(any_projected, episodes=8, seed=4, today=date(2026, 5, 30))
-    own, given = [], []
+    own, given, asides = [], [], []
     init = stream_pass.StreamPass.__init__
 
     def recording(self, *args, **kwargs):
@@ -319,7 +319,8 @@ def test_the_rebuilding_process_and_its_workers_share_one_write_lock_on_sqlite_o
                 return getattr(ctx, name)
 
             def Process(self, *args, **kwargs):  # noqa: N802 - the context's own name
-                given.append(kwargs["args"][-1])
+                given.append(kwargs["args"][5])  # _worker's write_lock
+                asides.append(kwargs["args"][6])  # ... and checkpoints_aside
                 return process(*args, **kwargs)
 
         return Recorded()
@@ -331,6 +332,8 @@ def test_the_rebuilding_process_and_its_workers_share_one_write_lock_on_sqlite_o
     # Check this process's pass and both workers were given the one lock (none on PostgreSQL).
     assert len(own) == 1 and len(given) == 2
     assert all(lock is own[0] for lock in given) and (own[0] is not None) == sqlite
+    # ... and told that SQLite's log is checkpointed beside them (projections.checkpoints).
+    assert asides == [sqlite, sqlite]
 
 
 def test_a_worker_that_dies_in_its_turn_fails_the_rebuild_while_the_others_wait(
