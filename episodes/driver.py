@@ -136,7 +136,8 @@ def transaction(engine: Engine, *, autocheckpoint: int | None = None) -> Iterato
     try:
         if engine.dialect.name == "sqlite":
             if autocheckpoint is not None:  # (a setting of the connection's: put back after)
-                restore = cursor(connection).execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+                with _translated(connection, "PRAGMA wal_autocheckpoint"):
+                    restore = cursor(connection).execute("PRAGMA wal_autocheckpoint").fetchone()[0]
                 _run(connection, f"PRAGMA wal_autocheckpoint={int(autocheckpoint)}")
             # The driver's BEGIN and commit, without SQLAlchemy's record of the transaction
             # (~2 µs a command).  A SQLAlchemy statement run in it begins that record (the

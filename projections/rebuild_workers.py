@@ -46,7 +46,7 @@ from projections.stream_pass import StreamPass
 # ones first, for few of a range's fixed costs (its first read, its last partial page), then
 # smaller and smaller, so that at the end the others wait for a small range at most.  Each
 # range is a 2*processes-th of the ids left, and never less than the smallest share, a
-# 64*processes-th of them all (~18 ranges for two processes; the last range of equal ranges,
+# 64*processes-th of them all (16 ranges for two processes; the last range of equal ranges,
 # 16 a process, left one process alone for 1/32 of the pass: 0.24 s of a 9.6 s rebuild at
 # 10,000 episodes, docs/performance.md).
 SMALLEST_SHARE_PER_PROCESS = 64

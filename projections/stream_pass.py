@@ -49,7 +49,7 @@ FIRST_ID = UUID(int=0)
 # on for at least this many rows on average (a run: positions one after another).  Each run
 # lands on pages of its own, so short runs rewrite many pages for few rows, where staging them
 # appends (docs/performance.md).  A 10,000-episode log, a rebuild in two processes, its events
-# in four orders: a stream's events together (runs of ~48 rows) 8.4-9.1 s in place against
+# in four orders: a stream's events together (runs of ~48 rows) 8.5-9.1 s in place against
 # 8.9-9.4 staged and moved; month by month (~19) 8.4 against 9.3-9.9; week by week (~7)
 # 9.0-9.4 against 9.7-10.0; day by day (~2.7) 10.4-10.6 against 10.0-10.2.
 IN_PLACE_RUN = 6
