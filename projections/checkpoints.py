@@ -36,13 +36,13 @@ def aside(engine: Engine) -> bool:
 
 
 @contextmanager
-def checkpoints_aside(engine: Engine) -> Iterator[None]:
+def checkpoints_aside(engine: Engine) -> Iterator[bool]:
     """While the block runs, a thread checkpoints ``engine``'s SQLite database every
-    :data:`CHECKPOINT_SECONDS` (nothing elsewhere).  Start it after any worker process is
+    :data:`CHECKPOINT_SECONDS` (nothing elsewhere); gives whether it does (:func:`aside`).  Start it after any worker process is
     forked: a process must not be forked with a thread of its own running.  A failure of the
     thread is raised when the block ends (the passes' own checkpoints kept the log bounded)."""
     if not aside(engine):
-        yield
+        yield False
         return
     stop = threading.Event()
     failures: list[BaseException] = []
@@ -58,7 +58,7 @@ def checkpoints_aside(engine: Engine) -> Iterator[None]:
     thread = threading.Thread(target=checkpoint, name="care-episodes-checkpoints", daemon=True)
     thread.start()
     try:
-        yield
+        yield True
     finally:
         stop.set()
         thread.join()

@@ -61,7 +61,7 @@ from episodes.application import Episodes
 from episodes.garbage import fewer_collections
 from episodes.workers import StoreSpec, start_method, worker_count
 from projections import tables
-from projections.checkpoints import aside, checkpoints_aside
+from projections.checkpoints import checkpoints_aside
 from projections.projector import (
     DEFAULT_BATCH,
     PROJECTION_NAME,
@@ -205,9 +205,9 @@ class Rebuild:
         """Write every stream's rows, up to the snapshot: here, or here and in worker processes."""
         self.processes_used = self.processes_for(snapshot)  # ids up to the snapshot: about its events
         if self.processes_used == 1:
-            with checkpoints_aside(self.engine), fewer_collections():
+            with checkpoints_aside(self.engine) as aside, fewer_collections():
                 return StreamPass(self.app, snapshot, page_events=self.page_events,
-                                  checkpoints_aside=aside(self.engine)).run(progress=progress)
+                                  checkpoints_aside=aside).run(progress=progress)
         report = run_pass(self.app, snapshot, self.processes_used, page_events=self.page_events,
                           progress=progress)
         self.worker_peaks_kib = report.worker_peaks_kib

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+import pytest
 from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import func, select
 
@@ -46,6 +47,19 @@ def _record(app, clinician, *, day_by_day: bool) -> None:
                 attend(app, episode, clinician, day)
 
 
+@pytest.fixture
+def staged(monkeypatch) -> list[int]:
+    """The staged audit rows of each rebuild from now on, counted before they are moved."""
+    counts: list[int] = []
+
+    def move_counting(connection):
+        counts.append(connection.execute(select(func.count()).select_from(tables.audit_staging)).scalar())
+        move_staged_audit(connection)
+
+    monkeypatch.setattr(rebuild_module, "move_staged_audit", move_counting)
+    return counts
+
+
 def _rebuild_frames(app) -> int:
     """WAL frames a one-process rebuild writes (no checkpoint during it to empty the log)."""
     engine = app.recorder.datastore.engine
@@ -60,14 +74,8 @@ def _rebuild_frames(app) -> int:
 
 
 def test_a_rebuild_writes_as_much_for_a_log_recorded_day_by_day_as_for_an_imported_one(
-        tmp_path, clock, clinician, monkeypatch):
-    frames, dumps, staged = {}, {}, []
-
-    def move_counting(connection):  # the staged rows, counted before they are moved
-        staged.append(connection.execute(select(func.count()).select_from(tables.audit_staging)).scalar())
-        move_staged_audit(connection)
-
-    monkeypatch.setattr(rebuild_module, "move_staged_audit", move_counting)
+        tmp_path, clock, clinician, staged):
+    frames, dumps = {}, {}
     for day_by_day in (False, True):
         app = ProjectedEpisodes(f"sqlite:///{tmp_path}/{day_by_day}.db", clock=clock)
         try:
@@ -86,14 +94,7 @@ def test_a_rebuild_writes_as_much_for_a_log_recorded_day_by_day_as_for_an_import
 
 
 def test_a_log_of_imported_episodes_then_of_episodes_recorded_day_by_day_is_rebuilt_row_for_row(
-        tmp_path, clock, clinician, monkeypatch):
-    staged = []
-
-    def move_counting(connection):
-        staged.append(connection.execute(select(func.count()).select_from(tables.audit_staging)).scalar())
-        move_staged_audit(connection)
-
-    monkeypatch.setattr(rebuild_module, "move_staged_audit", move_counting)
+        tmp_path, clock, clinician, staged):
     app = ProjectedEpisodes(f"sqlite:///{tmp_path / 'mixed.db'}", clock=clock)
     try:
         first = date(2026, 3, 2)
