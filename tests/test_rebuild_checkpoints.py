@@ -118,5 +118,5 @@ def test_no_thread_checkpoints_a_database_that_is_not_a_sqlite_file(url):
     engine = create_engine(url)
     assert not checkpoints.aside(engine)
     before = threading.active_count()
-    with checkpoints.checkpoints_aside(engine):
-        assert threading.active_count() == before
+    with checkpoints.checkpoints_aside(engine) as aside:
+        assert aside is False and threading.active_count() == before
