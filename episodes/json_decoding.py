@@ -33,19 +33,40 @@ from typing import Any
 
 from eventsourcing.persistence import DatetimeAsISO, JSONTranscoder, Transcoder
 
+from episodes.json_shapes import ShapedDecoder
 from episodes.transcodings import DataclassAsDict, DateAsISO, EnumAsValue
 
 Hook = Callable[[dict[str, Any]], Any]
 
 
-def lean_decoder(transcoder: JSONTranscoder) -> json.JSONDecoder:
-    """A ``json`` decoder giving what ``transcoder.decoder`` gives, with :func:`lean_hook`."""
-    return json.JSONDecoder(object_hook=lean_hook(transcoder))
+def lean_decoder(transcoder: JSONTranscoder) -> ShapedDecoder:
+    """A decoder of payloads (bytes) giving what ``transcoder.decode`` gives: with
+    :func:`lean_hook`, through :class:`episodes.json_shapes.ShapedDecoder`."""
+    decoders = lean_decoders(transcoder)
+    with_hook = json.JSONDecoder(object_hook=lean_hook(transcoder, decoders))
+    # Where a payload fits its shape, an enum member is the value map's own lookup (C): a value
+    # not in it raises, and the payload is then decoded with the hook, whose enum_member asks
+    # the enum.
+    shaped = {name: _member_lookup(transcoder.names[name]) or decode for name, decode in decoders.items()}
+    return ShapedDecoder(shaped, lambda data: with_hook.decode(data.decode("utf8")))
 
 
-def lean_hook(transcoder: JSONTranscoder) -> Hook:
-    """The transcoder's ``object_hook``, leaner, for the transcodings registered now."""
-    decoders = {name: _decoder(transcoding) for name, transcoding in transcoder.names.items()}
+def _member_lookup(transcoding: Any) -> Callable[[Any], Any] | None:
+    if isinstance(transcoding, EnumAsValue):
+        return transcoding.type._value2member_map_.__getitem__  # type: ignore[no-any-return]
+    return None
+
+
+def lean_decoders(transcoder: JSONTranscoder) -> dict[str, Callable[[Any], Any]]:
+    """The decoder of each name registered now, as :func:`lean_hook` calls them."""
+    return {name: _decoder(transcoding) for name, transcoding in transcoder.names.items()}
+
+
+def lean_hook(transcoder: JSONTranscoder, decoders: dict[str, Callable[[Any], Any]] | None = None) -> Hook:
+    """The transcoder's ``object_hook``, leaner, for the transcodings registered now
+    (``decoders``: :func:`lean_decoders`, given where they are found already)."""
+    if decoders is None:
+        decoders = lean_decoders(transcoder)
     fallback = transcoder._decode_obj  # the original hook: the same errors for unknown names
 
     def hook(obj: dict[str, Any]) -> Any:
@@ -72,7 +93,7 @@ class LeanDecoding(Transcoder):
         return self.transcoder.encode(obj)
 
     def decode(self, data: bytes) -> Any:
-        return self._decoder.decode(data.decode("utf8"))
+        return self._decoder.decode(data)
 
 
 def _decoder(transcoding: Any) -> Callable[[Any], Any]:

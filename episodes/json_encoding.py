@@ -84,7 +84,7 @@ class FastJSONTranscoder(JSONTranscoder):
         decoder = self._lean_decoder
         if decoder is None:
             decoder = self._lean_decoder = lean_decoder(self)
-        return decoder.decode(data.decode("utf8"))
+        return decoder.decode(data)
 
     def encode(self, obj: Any) -> bytes:
         encoders = self._encoders

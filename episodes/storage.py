@@ -15,7 +15,7 @@ from sqlalchemy import TextClause, event, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
-from episodes import encryption
+from episodes import encryption, sqlite_binding
 
 DATABASE_URL_VARIABLE = "CARE_EPISODES_DATABASE_URL"
 DEFAULT_DATABASE_URL = "sqlite:///care-episodes.db"
@@ -52,6 +52,8 @@ def event_store_environment(url: str) -> dict[str, str]:
 
 def tune_engine(engine: Engine) -> None:
     """Per-connection settings the event store does not make itself."""
+    if engine.dialect.name == "sqlite":
+        sqlite_binding.bind_as_they_are()
     if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
         return
 
