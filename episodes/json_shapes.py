@@ -27,7 +27,10 @@ from typing import Any
 import msgspec
 
 MAX_SHAPES = 4  # per tuple of keys: an optional value present or not gives a second shape
-MAX_UNSHAPED = 1_000  # tuples of keys not to learn again (bounded: payloads not events' own)
+# Tuples of keys kept, with shapes or as having none: an event class has one or a few; the
+# bounds keep memory bounded whatever is decoded (payloads that are not events').
+MAX_KEYS = 1_000
+MAX_UNSHAPED = 1_000
 _CONTAINERS = frozenset((dict, list))
 
 
@@ -106,7 +109,8 @@ class ShapedDecoder:
                 if len(self._unshaped) < MAX_UNSHAPED:
                     self._unshaped.add(keys)
                 return self._fall_back(data)
-            self._shapes.setdefault(keys, []).append(shape)
+            if shapes is not None or len(self._shapes) < MAX_KEYS:
+                self._shapes.setdefault(keys, []).append(shape)
             return self._fit(obj, shape)
         except Exception:  # noqa: BLE001 - a decoder's error, a key missing: decoded the stock way
             return self._fall_back(data)

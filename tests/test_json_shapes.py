@@ -132,3 +132,13 @@ def test_a_shape_has_a_bounded_number_of_variants():
         assert decoded(shaped, data) == decoded(STOCK, data)
     (variants,) = shaped.decoder._shapes.values()
     assert len(variants) == 4
+
+
+def test_the_shapes_kept_are_bounded(monkeypatch):
+    monkeypatch.setattr("episodes.json_shapes.MAX_KEYS", 3)
+    shaped = Shaped()
+    for n in range(6):  # six tuples of keys, each payload still read as the stock decoder reads it
+        data = STOCK.encode({f"a{n}": date(2026, 1, 1), "b": 1, "c": None})
+        for _ in range(2):
+            assert decoded(shaped, data) == decoded(STOCK, data)
+    assert len(shaped.decoder._shapes) == 3
