@@ -72,9 +72,11 @@ class ShapedDecoder:
     (``stock``), parsing in C and decoding only the wrapped values."""
 
     def __init__(self, decoders: dict[str, Callable[[Any], Any]], stock: Callable[[bytes], Any]):
-        """``decoders``: the registered names' decoders the hook calls for a wrapped value
-        (``episodes.json_decoding.decoders``); ``stock``: the payload decoded with the hook,
-        for what does not fit."""
+        """``decoders``: a decoder for each registered name, giving what the hook gives for a
+        wrapped value of that name or raising (``episodes.json_decoding.lean_decoder``);
+        ``stock``: the payload decoded with the hook, for what does not fit.  Threads may
+        share it: the shapes are only ever added (two threads may both add one, which is
+        harmless), and a payload is decoded in the objects parsed for it alone."""
         self._parse = msgspec.json.Decoder().decode
         self._decoders = decoders
         self._stock = stock
