@@ -47,7 +47,8 @@ def lean_decoder(transcoder: JSONTranscoder) -> ShapedDecoder:
     # Where a payload fits its shape, an enum member is the value map's own lookup (C): a value
     # not in it raises, and the payload is then decoded with the hook, whose enum_member asks
     # the enum.
-    shaped = {name: _member_lookup(transcoder.names[name]) or decode for name, decode in decoders.items()}
+    shaped = {name: _member_lookup(transcoder.names[name]) or decode
+              for name, decode in decoders.items()}
     return ShapedDecoder(shaped, lambda data: with_hook.decode(data.decode("utf8")))
 
 

@@ -111,6 +111,8 @@ class ShapedDecoder:
                 if len(self._unshaped) < MAX_UNSHAPED:
                     self._unshaped.add(keys)
                 return self._fall_back(data)
+            if shapes is not None and shape in shapes:
+                return self._fall_back(data)  # (it fits, and a decoder raised: the stock way)
             if shapes is not None or len(self._shapes) < MAX_KEYS:
                 self._shapes.setdefault(keys, []).append(shape)
             return self._fit(obj, shape)

@@ -142,3 +142,14 @@ def test_the_shapes_kept_are_bounded(monkeypatch):
         for _ in range(2):
             assert decoded(shaped, data) == decoded(STOCK, data)
     assert len(shaped.decoder._shapes) == 3
+
+
+def test_a_decoder_raising_where_the_payload_fits_adds_no_shape():
+    shaped = Shaped()
+    original = SESSION.encode()
+    shaped.decode(original)
+    not_a_member = SESSION.replace('"_data_":"group"', '"_data_":"surgery"', 1).encode()
+    for _ in range(3):
+        assert decoded(shaped, not_a_member) == decoded(STOCK, not_a_member)
+    (variants,) = shaped.decoder._shapes.values()
+    assert len(variants) == 1
