@@ -190,20 +190,35 @@ def _default_sqlite_datetime(column_type: Any, dialect: Any) -> bool:
 
 def _sqlite_datetime(processor: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """SQLite's ``DATETIME`` bind processor (its default storage format) for a ``datetime``,
-    in one C call instead of a ``%`` format of a dict of seven attributes: a third of the
-    values' processing in a rebuild (``rm_audit.recorded_at``, the periods' recorded times).
+    without a ``%`` format of a dict of seven attributes: that was a third of the values'
+    processing in a rebuild (``rm_audit.recorded_at``, the periods' recorded times).
 
-    ``isoformat`` writes the same fields the same way (a four-digit year, then two digits each,
-    six for the microseconds, whether or not they are zero) followed by the offset, which the
-    storage format leaves out (as it is, not converted: the processor ignores the zone too).
-    Anything but a plain ``datetime`` (a subclass, a date, None) goes to the processor."""
+    The storage format is what ``isoformat(" ", "microseconds")`` writes up to its offset (a
+    four-digit year, then two digits each, six for the microseconds, whether or not they are
+    zero; the processor ignores the zone too).  ``isoformat`` builds its text with
+    ``PyUnicode_FromFormat``, ~13,000 machine instructions a call; here the date's text is
+    kept for each day (days recur: many events a day) and the time's is put together from
+    two-digit strings, ~8,000 (callgrind; docs/performance.md).  Anything but a plain
+    ``datetime`` (a subclass, a date, None) goes to the processor."""
+    days: dict[int, str] = {}
 
     def process(value: Any) -> Any:
-        if type(value) is datetime:
-            return value.isoformat(" ", "microseconds")[:26]
-        return processor(value)
+        if type(value) is not datetime:
+            return processor(value)
+        day = value.toordinal()
+        try:
+            text = days[day]
+        except KeyError:
+            if len(days) >= REMEMBERED:
+                days.clear()
+            text = days[day] = value.date().isoformat() + " "
+        return (f"{text}{_TWO_DIGITS[value.hour]}:{_TWO_DIGITS[value.minute]}:"
+                f"{_TWO_DIGITS[value.second]}.{value.microsecond:06d}")
 
     return process
+
+
+_TWO_DIGITS = [f"{n:02d}" for n in range(60)]  # an hour, a minute or a second as written
 
 
 # Values that recur across rows (an episode's id in each of its rows, the clinical dates): their

@@ -127,13 +127,21 @@ def test_an_integer_too_large_for_its_column_is_refused_not_wrapped(postgres_url
     st.datetimes(timezones=st.timezones()), st.dates(), st.none()))
 @settings(max_examples=300, deadline=None)
 def test_sqlites_datetimes_are_written_as_sqlalchemys_processor_writes_them(value):
-    # The rebuild's faster form of SQLite's DATETIME processor (isoformat, the offset cut off)
-    # against the processor itself: any year, with or without microseconds or a zone.
-    dialect = sqlite_dialect.dialect()
-    column_type = DateTime(timezone=True)
-    processor = column_type.dialect_impl(dialect).bind_processor(dialect)
-    assert _default_sqlite_datetime(column_type, dialect)
-    assert _sqlite_datetime(processor)(value) == processor(value)
+    # The rebuild's faster form of SQLite's DATETIME processor (each day's text kept, the time
+    # put together) against the processor itself: any year, with or without microseconds or a
+    # zone; a fresh one and one that has seen every earlier example (its days kept).
+    assert _default_sqlite_datetime(SQLITE_DATETIME, SQLITE)
+    assert _sqlite_datetime(SQLITE_PROCESSOR)(value) == SQLITE_PROCESSOR(value)
+    assert SEEN_BEFORE(value) == SQLITE_PROCESSOR(value)
+    if isinstance(value, datetime):  # the same day, another time: from the day's kept text
+        later = value.replace(hour=23 - value.hour, microsecond=999_999 - value.microsecond)
+        assert SEEN_BEFORE(later) == SQLITE_PROCESSOR(later)
+
+
+SQLITE = sqlite_dialect.dialect()
+SQLITE_DATETIME = DateTime(timezone=True)
+SQLITE_PROCESSOR = SQLITE_DATETIME.dialect_impl(SQLITE).bind_processor(SQLITE)
+SEEN_BEFORE = _sqlite_datetime(SQLITE_PROCESSOR)
 
 
 def test_a_datetime_subclass_or_another_storage_format_goes_to_sqlalchemys_processor():
