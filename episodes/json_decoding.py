@@ -63,11 +63,8 @@ def lean_decoders(transcoder: JSONTranscoder) -> dict[str, Callable[[Any], Any]]
     return {name: _decoder(transcoding) for name, transcoding in transcoder.names.items()}
 
 
-def lean_hook(transcoder: JSONTranscoder, decoders: dict[str, Callable[[Any], Any]] | None = None) -> Hook:
-    """The transcoder's ``object_hook``, leaner, for the transcodings registered now
-    (``decoders``: :func:`lean_decoders`, given where they are found already)."""
-    if decoders is None:
-        decoders = lean_decoders(transcoder)
+def lean_hook(transcoder: JSONTranscoder, decoders: dict[str, Callable[[Any], Any]]) -> Hook:
+    """The transcoder's ``object_hook``, leaner (``decoders``: :func:`lean_decoders`)."""
     fallback = transcoder._decode_obj  # the original hook: the same errors for unknown names
 
     def hook(obj: dict[str, Any]) -> Any:

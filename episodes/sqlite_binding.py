@@ -26,7 +26,6 @@ _AS_THEY_ARE = ((bytes, bytes), (type(None), {}.get))
 
 def bind_as_they_are() -> None:
     """Register the adapters (once a process; ones registered already are kept)."""
-    registered = getattr(sqlite3, "adapters", None)
     for cls, same in _AS_THEY_ARE:
-        if registered is None or (cls, sqlite3.PrepareProtocol) not in registered:
+        if (cls, sqlite3.PrepareProtocol) not in sqlite3.adapters:
             sqlite3.register_adapter(cls, same)
