@@ -38,6 +38,7 @@ from episodes.import_input import episode_id_for
 from episodes.json_encoding import faster
 from episodes.pathway import PATHWAY
 from episodes.program import Program, ProgramDefinition, program_id
+from episodes.program_index import create_program_index, program_stream_ids
 from episodes.recent import RecentEpisodes
 from episodes.schemas import SCHEMAS, DefineProgramSchema
 from episodes.transcodings import register_all
@@ -97,6 +98,7 @@ class Episodes(Application[UUID]):
         storage.tune_engine(engine)
         integrity.metadata.create_all(engine)
         access.metadata.create_all(engine)  # reads are audited beside the events
+        create_program_index(engine)  # the programs found without reading the whole log
         try:
             # A wrong or missing key fails here, before anything is written in clear beside
             # encrypted events.
@@ -182,12 +184,9 @@ class Episodes(Application[UUID]):
         return self._get_program(code).definition
 
     def programs(self) -> list[ProgramDefinition]:
-        topic = get_topic(Program.Defined)
-        notifications = self.recorder.select_notifications(start=None, limit=10_000, topics=[topic])
-        return sorted(
-            (self.repository.get(n.originator_id).definition for n in notifications),
-            key=lambda d: d.code,
-        )
+        with self.recorder.datastore.engine.connect() as connection:  # type: ignore[attr-defined]
+            ids = program_stream_ids(connection, self.recorder.events_record_cls.__table__)
+        return sorted((self.repository.get(i).definition for i in ids), key=lambda d: d.code)
 
     def _program_in(self, connection: Any, code: str) -> ProgramDefinition:
         """A program's definition read in a command's transaction: kept from an earlier

@@ -1,9 +1,8 @@
 """Programs as the read models hold them (``rm_programs``): one indexed table, a few rows.
 
-The write side lists programs by selecting their ``Defined`` notifications and replaying each
-program's stream; that selection filters the whole events table by topic, which grows with
-every event recorded (seconds at millions of events).  The panel lists programs on most pages,
-so it reads them here instead, as :class:`episodes.program.ProgramDefinition` values.
+The write side lists programs by finding their streams (``episodes.program_index``) and
+replaying each one.  The panel lists programs on most pages, so it reads them here instead,
+one row a program and nothing replayed, as :class:`episodes.program.ProgramDefinition` values.
 """
 
 from __future__ import annotations
