@@ -3,8 +3,8 @@
 A program's stream id is a hash of its code (:func:`episodes.program.program_id`), so the
 programs cannot be listed from the ids: they are the streams whose first event is a
 ``Program.Defined``.  Found by the events' topic, that was a read of the whole event log:
-0.8–1.9 s at 100,000 episodes (4.8 million events) on SQLite, for every ``Episodes.programs()``
-and every ``import_episodes`` call (docs/performance.md).
+0.8–1.9 s at 100,000 episodes (4.8 million events) on SQLite, 0.5–2.1 s on PostgreSQL, for
+every ``Episodes.programs()`` and every ``import_episodes`` call (docs/performance.md).
 
 A **partial index** of the events table holds the rows of that one topic, and nothing else:
 SQLite and PostgreSQL test its condition on each event inserted and write nothing for any
