@@ -24,7 +24,7 @@ import re
 from uuid import UUID
 
 from eventsourcing.utils import get_topic
-from sqlalchemy import Select, Table, literal_column, select, text
+from sqlalchemy import Select, Table, inspect, literal_column, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -43,12 +43,7 @@ _CREATE = (f"CREATE INDEX IF NOT EXISTS {INDEX_NAME} ON {EVENTS_TABLE} (originat
 
 def exists(connection: Connection) -> bool:
     """Does the database hold the index?"""
-    if connection.dialect.name == "postgresql":
-        found = connection.execute(text("SELECT to_regclass(:name)"), {"name": INDEX_NAME}).scalar()
-        return found is not None
-    return connection.execute(
-        text("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = :name"), {"name": INDEX_NAME}
-    ).first() is not None
+    return inspect(connection).has_index(EVENTS_TABLE, INDEX_NAME)
 
 
 def create_program_index(engine: Engine) -> None:

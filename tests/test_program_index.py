@@ -83,7 +83,7 @@ def test_a_failure_to_make_the_index_is_raised_when_it_is_not_there(any_app, mon
         program_index.create_program_index(engine)
 
 
-def test_on_sqlite_the_programs_are_read_from_the_index(app, admin_actor, sqlite_url, monkeypatch):
+def test_on_sqlite_the_programs_are_read_from_the_index(app, admin_actor, sqlite_url):
     define_three(app, admin_actor)
     sent: list[str] = []
     engine = app.recorder.datastore.engine
